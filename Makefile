@@ -1,0 +1,34 @@
+# The README's two commands: `make reproduce` and `make test`. Both start from nothing but Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+PROFILE ?= smoke
+DEVICE  ?= cpu
+ARGS    ?=
+
+.PHONY: reproduce test venv lab notebooks-sync clean-results
+
+venv: $(STAMP)
+
+# Re-install whenever pyproject.toml changes; the stamp is written only after pip succeeds.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: the whole notebook sequence on the embedded synthetic dataset, writing results/.
+reproduce: $(STAMP)
+	$(PY) -m asdlib reproduce --profile $(PROFILE) --device $(DEVICE) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Regenerate the .ipynb files from their paired .py sources (the .py files are the source of truth).
+notebooks-sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/*.py

@@ -1,0 +1,145 @@
+"""Logits and embeddings of a trained model, and the AUC/pAUC evaluation used during training.
+
+Whole clips or sliding windows: a model trained on random crops of ``crop_frames`` frames
+scores a longer clip by cutting it into windows of ``crop_frames`` frames with a hop of
+half a window (the last window aligned to the clip's end, so every frame is seen) and
+averaging the windows' *logits* and *embeddings*. Averaging logits rather than
+probabilities keeps one confident window from dominating and equals, after the softmax, a
+normalised geometric mean of the windows' probabilities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .scorers import Scorer
+
+
+def window_starts(n_frames: int, crop_frames: int | None) -> list[int]:
+    """Start frames of the sliding windows over a clip (one window when it is short enough)."""
+    if crop_frames is None or n_frames <= crop_frames:
+        return [0]
+    hop = max(1, crop_frames // 2)
+    starts = list(range(0, n_frames - crop_frames + 1, hop))
+    if starts[-1] != n_frames - crop_frames:
+        starts.append(n_frames - crop_frames)
+    return starts
+
+
+def model_outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (B, C), embedding (B, D))`` from one pass over the backbone."""
+    f = model.forward_features(x)
+    emb = model.forward_head(f, pre_logits=True)  # (B, D)
+    logits = model.get_classifier()(emb)  # (B, C): scale*cos for cosine heads
+    return logits, emb
+
+
+@torch.no_grad()
+def extract(
+    model: nn.Module,
+    features,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    crop_frames: int | None = None,
+    progress: bool = False,
+    amp: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, C)`` and embeddings ``(N, D)`` (float32) of ``features`` ``(N, n_mels, T)``.
+
+    ``features`` may be a NumPy array / memmap (float16 is fine) or a tensor; batches are
+    moved to ``device`` one at a time, so a cache larger than device memory works.
+    """
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = torch.device(device)
+    n, _, n_frames = features.shape
+    starts = window_starts(n_frames, crop_frames)
+    width = n_frames if len(starts) == 1 else crop_frames
+    all_logits, all_emb = [], []
+    for i in tqdm(range(0, n, batch_size), disable=not progress, desc="extract", leave=False):
+        xb = torch.as_tensor(np.asarray(features[i : i + batch_size]) if not torch.is_tensor(features)
+                             else features[i : i + batch_size])
+        xb = xb.to(device, non_blocking=True).float()  # (B, M, T)
+        b = xb.shape[0]
+        windows = torch.stack([xb[:, :, s : s + width] for s in starts], dim=1)  # (B, W, M, crop)
+        windows = windows.reshape(b * len(starts), 1, xb.shape[1], width)  # (B*W, 1, M, crop)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            logits, emb = model_outputs(model, windows)
+        all_logits.append(logits.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, C)
+        all_emb.append(emb.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, D)
+    return torch.cat(all_logits).numpy(), torch.cat(all_emb).numpy()
+
+
+@dataclass
+class EvalSet:
+    """Clips to evaluate during training: features ``(N, n_mels, T)`` and one meta row per clip.
+
+    ``meta`` needs the columns dataset, machine_type, machine_id, label (0 normal, 1 anomaly;
+    -1 rows are ignored) and ``class`` (the clip's own class index in the model).
+    """
+
+    features: object
+    meta: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        missing = {"machine_type", "machine_id", "label", "class"} - set(self.meta.columns)
+        if missing:
+            raise ValueError(f"EvalSet.meta lacks columns {sorted(missing)}")
+        if len(self.meta) != len(self.features):
+            raise ValueError(f"EvalSet has {len(self.features)} feature rows but {len(self.meta)} meta rows")
+
+
+def _auc_pauc(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    try:
+        from .metrics import auc_pauc
+    except ImportError:  # the metrics module is optional here; same definition as the evaluator
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(y, s)), float(roc_auc_score(y, s, max_fpr=0.1))
+    auc, pauc = auc_pauc(y, s, max_fpr=0.1)
+    return float(auc), float(pauc)
+
+
+def per_id_metrics(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """Tidy rows (machine_type, machine_id, metric 'AUC'|'pAUC', value) per ID with both labels."""
+    df = meta[["machine_type", "machine_id", "label"]].copy()
+    df["score"] = np.asarray(scores, dtype=np.float64)
+    df = df[df["label"].isin([0, 1])]
+    rows = []
+    for (mt, mid), g in df.groupby(["machine_type", "machine_id"], sort=True):
+        if g["label"].nunique() < 2:
+            continue
+        auc, pauc = _auc_pauc(g["label"].to_numpy(), g["score"].to_numpy())
+        rows += [(mt, mid, "AUC", auc), (mt, mid, "pAUC", pauc)]
+    return pd.DataFrame(rows, columns=["machine_type", "machine_id", "metric", "value"])
+
+
+def summarise(per_id: pd.DataFrame) -> dict[str, float]:
+    """Mean over types of the per-type mean AUC and pAUC (the study's type-level averaging)."""
+    if per_id.empty:
+        return {"auc": float("nan"), "pauc": float("nan")}
+    by_type = per_id.groupby(["metric", "machine_type"])["value"].mean().groupby("metric").mean()
+    return {"auc": float(by_type.get("AUC", np.nan)), "pauc": float(by_type.get("pAUC", np.nan))}
+
+
+def evaluate_set(
+    model: nn.Module,
+    eval_set: EvalSet,
+    scorer: "Scorer",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    crop_frames: int | None = None,
+    amp: bool = False,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Score an :class:`EvalSet` with a fitted scorer; ``(per-ID rows, {'auc', 'pauc'})``."""
+    logits, emb = extract(model, eval_set.features, batch_size, device, crop_frames, amp=amp)
+    scores = scorer.score(emb, logits, eval_set.meta["class"].to_numpy())
+    per_id = per_id_metrics(eval_set.meta, scores)
+    return per_id, summarise(per_id)
