@@ -143,3 +143,35 @@ def evaluate_set(
     scores = scorer.score(emb, logits, eval_set.meta["class"].to_numpy())
     per_id = per_id_metrics(eval_set.meta, scores)
     return per_id, summarise(per_id)
+
+
+@torch.no_grad()
+def held_out_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_size: int,
+                  device, crop_frames: int | None = None, amp: bool = False) -> float:
+    """Training loss (hard labels, no mixup) on held-out normal training clips: the label-free
+    ``val_loss`` selection criterion. It never looks at test clips or anomaly labels."""
+    logits, _ = extract(model, x, batch_size, device, crop_frames, amp=amp)  # (N, C)
+    return float(loss_fn(torch.from_numpy(logits), y.cpu()))
+
+
+def update_best(best: dict, row: dict, select: tuple[str, ...], dev_name: str | None) -> list[str]:
+    """Record in ``best`` the criteria that improved with this epoch's ``row``; returns their names.
+
+    ``dev_auc_pauc``: mean AUC + mean pAUC on the dev test set (the study's rule; optimistic
+    because it reads test labels). ``val_loss``: lowest held-out training loss.
+    """
+    candidates: dict[str, tuple[float, bool]] = {}  # criterion -> (value, larger is better)
+    if "val_loss" in select and np.isfinite(row.get("val_loss", np.nan)):
+        candidates["val_loss"] = (row["val_loss"], False)
+    if "dev_auc_pauc" in select and dev_name is not None and f"{dev_name}_auc" in row:
+        v = row[f"{dev_name}_auc"] + row[f"{dev_name}_pauc"]
+        if np.isfinite(v):
+            candidates["dev_auc_pauc"] = (v, True)
+    improved = []
+    for crit, (v, larger) in candidates.items():
+        prev = best.get(crit)
+        if prev is None or (v > prev["value"] if larger else v < prev["value"]):
+            best[crit] = {"path": "", "epoch": int(row["epoch"]), "value": float(v),
+                          "metrics": {k: x for k, x in row.items() if k != "time_s"}}
+            improved.append(crit)
+    return improved

@@ -107,7 +107,7 @@ def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"scores frame lacks columns {missing}; needs {list(SCORE_COLUMNS)}")
     labelled = scores[scores["label"].astype(int) != -1].copy()
     labelled["label"] = labelled["label"].astype(int)
-    labelled["machine_id"] = labelled["machine_id"].astype(str)
+    labelled["machine_id"] = labelled["machine_id"].astype(str).str.zfill(2)  # an ID read as int 1 is '01'
     return labelled
 
 

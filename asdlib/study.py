@@ -118,5 +118,16 @@ class Study:
         atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
         return path
 
+    def save_scores(self, scores: pd.DataFrame, name: str) -> Path:
+        """Per-clip anomaly scores of one experiment (for bootstrap intervals and re-analysis)."""
+        path = self.results_dir / "scores" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, scores.to_csv(index=False))
+        return path
+
+    def load_scores(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.results_dir / "scores" / f"{name}.csv", dtype={"machine_id": str})
+
     def written(self) -> list[str]:
         return list(self._written)
+

@@ -66,12 +66,14 @@ class CausalConv1d(nn.Conv1d):
 
 
 class GatedResidualBlock(nn.Module):
-    def __init__(self, res: int, skip: int, kernel_size: int, dilation: int, cond_dim: int = 0) -> None:
+    def __init__(self, res: int, skip: int, kernel_size: int, dilation: int, cond_dim: int = 0,
+                 last: bool = False) -> None:
         super().__init__()
         self.conv = CausalConv1d(res, 2 * res, kernel_size, dilation)
         # Global conditioning: one vector per clip, added to filter and gate alike.
         self.cond = nn.Linear(cond_dim, 2 * res, bias=False) if cond_dim else None
-        self.res_out = nn.Conv1d(res, res, 1)
+        # The last block's residual output would feed nothing: only its skip is used.
+        self.res_out = None if last else nn.Conv1d(res, res, 1)
         self.skip_out = nn.Conv1d(res, skip, 1)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +82,8 @@ class GatedResidualBlock(nn.Module):
             h = h + self.cond(g).unsqueeze(-1)  # (B, 2R, 1) broadcast over time
         a, b = h.chunk(2, dim=1)
         z = torch.tanh(a) * torch.sigmoid(b)  # (B, R, T)
-        return x + self.res_out(z), self.skip_out(z)
+        res = x if self.res_out is None else x + self.res_out(z)
+        return res, self.skip_out(z)
 
 
 class WaveNetPredictor(nn.Module):
@@ -94,9 +97,10 @@ class WaveNetPredictor(nn.Module):
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
         self.id_embedding = nn.Embedding(cfg.num_ids, r) if cfg.condition_on_id else None
         self.input_conv = nn.Conv1d(cfg.n_mels, r, 1)
+        dils = [d for _ in range(cfg.n_stacks) for d in cfg.dilations]
         self.blocks = nn.ModuleList(
-            GatedResidualBlock(r, s, cfg.kernel_size, d, r if cfg.condition_on_id else 0)
-            for _ in range(cfg.n_stacks) for d in cfg.dilations)
+            GatedResidualBlock(r, s, cfg.kernel_size, d, r if cfg.condition_on_id else 0, last=k == len(dils) - 1)
+            for k, d in enumerate(dils))
         self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(), nn.Conv1d(s, cfg.n_mels, 1))
 
     @property

@@ -1,0 +1,79 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Feature extraction
+#
+# The study's input is a log-mel spectrogram: 16 kHz, window (n_fft) 1024, hop 512, 128 mel
+# bins, power spectrum in dB. `asdlib` computes it with `torchaudio.transforms.MelSpectrogram`
+# (every argument explicit), batched on the CPU or GPU, and stores it once in a memory-mapped
+# float16 cache that every later notebook reuses (keyed by the files and the settings).
+
+# %% tags=["parameters"]
+data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
+synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
+profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+device = "auto"
+seed = 0
+results_dir = "../results"
+work_dir = None  # caches and checkpoints; None: runs/<profile>
+
+# %%
+from asdlib.study import Study
+
+study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
+                   results_dir=results_dir, work_dir=work_dir)
+print(study.data_root, "|", study.data_label, "|", study.device)
+print(study.caption)
+
+# %% [markdown]
+# ## Settings
+
+# %%
+import pandas as pd
+
+from asdlib.features import FeatureConfig
+
+fcfg = FeatureConfig()
+settings = pd.Series(fcfg.to_dict(), name="value").astype(str).to_frame()
+study.save_table(settings.reset_index(names="setting"), "02_feature_settings", "Log-mel settings")
+settings
+
+# %% [markdown]
+# ## Build (or reuse) the feature cache
+
+# %%
+import time
+
+start = time.perf_counter()
+store = study.features
+seconds = time.perf_counter() - start
+n, n_mels, n_frames = store.features.shape
+timing = pd.DataFrame([{
+    "clips": n, "n_mels": n_mels, "frames": n_frames, "seconds": round(seconds, 2),
+    "clips_per_s": round(n / seconds, 1) if seconds > 0 else None, "device": study.device,
+    "cache": str(store.path), "key": store.key}])
+study.save_table(timing, "02_feature_cache", "Feature cache: size and the time this run took to build or reuse it")
+timing.T
+
+# %% [markdown]
+# ## Feature statistics per machine type
+
+# %%
+from asdlib import explore, plots
+
+fstats = explore.feature_stats(store.features, store.index).round(2)
+study.save_table(fstats.reset_index(), "02_feature_stats", "Log-mel statistics per machine type (dB)")
+study.save_figure(plots.plot_feature_histograms(store.features, store.index, seed=seed), "02_feature_histograms")
+fstats

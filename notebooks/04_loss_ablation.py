@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Loss ablation and label smoothing (study E3, E4)
+#
+# All on the integrated 41-ID model, everything else as E2:
+# - **softmax** cross-entropy on torchvision-style bottleneck ResNet50 (global pooling, linear classifier);
+# - **CosFace** and **ArcFace** (the E2 model, reused from notebook 03) on the IR-ResNet50 with the
+#   BN-Dropout-FC-BN embedding head and a cosine classifier;
+# - **focal** loss (alpha 1, gamma 1);
+# - label smoothing **0.0** (E3) against **0.05** (E2).
+
+# %% tags=["parameters"]
+data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
+synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
+profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+device = "auto"
+seed = 0
+results_dir = "../results"
+work_dir = None  # caches and checkpoints; None: runs/<profile>
+
+# %%
+from asdlib.study import Study
+
+study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
+                   results_dir=results_dir, work_dir=work_dir)
+print(study.data_root, "|", study.data_label, "|", study.device)
+print(study.caption)
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from asdlib.experiments import INTEGRATED, run_experiment
+
+integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
+ls0 = run_experiment(study, "ls0", INTEGRATED, label_smoothing=0.0)
+softmax = run_experiment(study, "softmax", INTEGRATED, model="resnet50", loss="softmax")
+cosface = run_experiment(study, "cosface", INTEGRATED, loss="cosface")
+focal = run_experiment(study, "focal", INTEGRATED, loss="focal")
+runs = {"arcface (E2)": integrated, "ls0": ls0, "softmax": softmax, "cosface": cosface, "focal": focal}
+tidy = pd.concat([r.tidy for r in (ls0, softmax, cosface, focal)], ignore_index=True)
+study.save_tidy(tidy, "04_loss_ablation")
+tidy_all = pd.concat([integrated.tidy, tidy], ignore_index=True)
+study_rule = tidy_all[tidy_all.selection == "dev_auc_pauc"]
+
+# %% [markdown]
+# ## E4: the losses side by side
+# AUC and pAUC (%) per machine type with Mean and Harmonic Mean rows; the study's figure beside each.
+
+# %%
+from asdlib.results import compare_table
+
+refs = {"softmax": "softmax", "cosface": "cosface", "integrated": "integrated", "focal": "focal"}
+losses = ["softmax", "cosface", "integrated", "focal"]
+for ds in ("dev", "eval"):
+    for metric in ("AUC", "pAUC"):
+        t = compare_table(study_rule, losses, ds, metric, references=refs).rename(
+            columns=lambda c: c.replace("integrated", "arcface"))
+        study.save_table(t, f"E4_losses_{ds}_{metric}",
+                         f"E4 loss ablation, {ds} {metric} (%): softmax (bottleneck ResNet50), CosFace, ArcFace, focal")
+        display(t)
+
+# %% [markdown]
+# ## E4 per loss, in the study's table format
+
+# %%
+from asdlib.results import study_table
+
+for exp in ("softmax", "cosface"):
+    t = study_table(tidy, exp, reference=exp, selection="dev_auc_pauc")
+    study.save_table(t, f"E4_{exp}", f"E4: integrated model with the {exp} loss, beside the study's figures")
+t = study_table(tidy, "focal", reference="focal", selection="dev_auc_pauc")
+study.save_table(t, "E4_focal", "E4: integrated model with focal loss (the study gives means only)")
+t
+
+# %% [markdown]
+# ## E3: label smoothing 0.0 against 0.05
+
+# %%
+t3 = study_table(tidy, "ls0", reference="ls0", selection="dev_auc_pauc")
+study.save_table(t3, "E3_ls0", "E3: label smoothing 0.0 (integrated model), beside the study's figures")
+ls = pd.concat({ds: compare_table(study_rule, ["ls0", "integrated"], ds, "AUC", references={"ls0": "ls0", "integrated": "integrated"})
+                for ds in ("dev", "eval")}, axis=1)
+ls.columns = [f"{ds.capitalize()} AUC {c.replace('integrated', 'LS 0.05').replace('ls0', 'LS 0.0')}" for ds, c in ls.columns]
+study.save_table(ls, "E3_label_smoothing_auc", "E3: AUC (%) with label smoothing 0.0 vs 0.05")
+ls
+
+# %%
+from asdlib import plots
+
+bars = compare_table(study_rule, losses + ["ls0"], "dev", "AUC").rename(columns={"integrated": "arcface"})
+study.save_figure(plots.plot_metric_bars(bars, list(bars.columns), "Loss ablation: dev AUC (%)"), "04_loss_ablation")
+fig = plots.plot_training_curves({k: next(iter(r.runs.values())).history for k, r in runs.items()},
+                                 ("train_loss", "val_loss", "dev_auc"))
+study.save_figure(fig, "04_training_curves")

@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Anomaly scorers on the integrated model
+#
+# The study scores a clip by `1 - p(own ID)` and plans alternatives. Here every scorer of
+# `asdlib.scorers` runs on the same integrated model (the checkpoint the study's rule selects):
+# softmax (the study), negative log-probability, cosine distance to the ID's centroid of
+# normal training embeddings, k-nearest-neighbour distance, GMM, LOF and Mahalanobis. All are
+# fitted on normal training clips only.
+
+# %% tags=["parameters"]
+data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
+synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
+profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+device = "auto"
+seed = 0
+results_dir = "../results"
+work_dir = None  # caches and checkpoints; None: runs/<profile>
+
+# %%
+from asdlib.study import Study
+
+study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
+                   results_dir=results_dir, work_dir=work_dir)
+print(study.data_root, "|", study.data_label, "|", study.device)
+print(study.caption)
+
+# %%
+import pandas as pd
+
+from asdlib.experiments import INTEGRATED, embed, evaluate_scores, run_experiment, score
+from asdlib.scorers import SCORERS
+
+integrated = run_experiment(study, "integrated", INTEGRATED, save=False)  # reused from notebook 03
+emb = embed(study, integrated.runs["integrated"].best["dev_auc_pauc"].path)
+tidy = []
+for name in SCORERS:
+    s = score(emb, name)
+    study.save_scores(s, f"scorer_{name}__dev_auc_pauc")
+    tidy.append(evaluate_scores(s, f"scorer_{name}", seed, selection="dev_auc_pauc", scorer=name))
+tidy = pd.concat(tidy, ignore_index=True)
+study.save_tidy(tidy, "07_anomaly_scores")
+
+# %%
+from asdlib.results import compare_table
+
+names = [f"scorer_{n}" for n in SCORERS]
+tables = {}
+for ds in ("dev", "eval"):
+    for metric in ("AUC", "pAUC"):
+        t = compare_table(tidy, names, ds, metric).rename(columns=lambda c: c.replace("scorer_", ""))
+        tables[(ds, metric)] = t
+        study.save_table(t, f"07_scorers_{ds}_{metric}", f"Anomaly scorers on the integrated model: {ds} {metric} (%)")
+tables[("dev", "AUC")]
+
+# %%
+from asdlib import plots
+
+t = tables[("dev", "AUC")]
+study.save_figure(plots.plot_metric_bars(t, list(t.columns), "Scorers on the integrated model: dev AUC (%)"), "07_scorers")
+overall = pd.DataFrame({f"{ds.capitalize()} {m}": tables[(ds, m)].loc["Mean"] for ds in ("dev", "eval") for m in ("AUC", "pAUC")})
+study.save_table(overall, "07_scorers_means", "Scorers: mean over machine types (%)")
+overall

@@ -1,0 +1,113 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Reconstruction-based detection (the study's Method 2)
+#
+# Train on normal clips to reconstruct (or predict) the input; the error is the anomaly score.
+# - **The DCASE2020 baseline autoencoder**, exactly as published: 5 log-mel frames stacked
+#   (640 inputs), Dense 640-128-128-128-128-8-128-128-128-128-640 with BatchNorm + ReLU, MSE,
+#   Adam, batch 512, one model per machine type; the clip's score is its mean squared error.
+#   Frame vectors are streamed from the feature cache, so memory does not grow with the data.
+# - **A WaveNet** of dilated causal convolutions with gated activations, residual and skip
+#   connections, predicting the next log-mel frame from the past ones (conditioned on the
+#   machine ID); the score is the mean prediction error.
+# - The best ID-classification model (E5 transfer learning, notebook 05) on the same test clips.
+
+# %% tags=["parameters"]
+data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
+synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
+profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+device = "auto"
+seed = 0
+results_dir = "../results"
+work_dir = None  # caches and checkpoints; None: runs/<profile>
+
+# %%
+from asdlib.study import Study
+
+study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
+                   results_dir=results_dir, work_dir=work_dir)
+print(study.data_root, "|", study.data_label, "|", study.device)
+print(study.caption)
+
+# %%
+import pandas as pd
+
+from asdlib.experiments import INTEGRATED, run_experiment, run_reconstruction, run_transfer
+
+ae = run_reconstruction(study, "autoencoder")
+wavenet = run_reconstruction(study, "wavenet")
+transfer = run_transfer(study, run_experiment(study, "integrated", INTEGRATED, save=False), save=False)  # reused
+tidy = pd.concat([ae.tidy, wavenet.tidy], ignore_index=True)
+study.save_tidy(tidy, "08_reconstruction")
+
+# %% [markdown]
+# ## The autoencoder against the baseline's published development figures
+
+# %%
+from asdlib.results import study_table
+
+t_ae = study_table(tidy, "autoencoder", reference="baseline_ae")
+study.save_table(t_ae, "08_autoencoder", "DCASE2020 baseline autoencoder (AUC / pAUC %), beside its published dev figures (study)")
+t_ae
+
+# %%
+t_wn = study_table(tidy, "wavenet")
+study.save_table(t_wn, "08_wavenet", "WaveNet next-frame predictor (AUC / pAUC %)")
+t_wn
+
+# %% [markdown]
+# ## Reconstruction vs ID classification on the same splits
+
+# %%
+from asdlib.results import compare_table
+
+both = pd.concat([tidy, transfer.tidy[transfer.tidy.selection == "dev_auc_pauc"].assign(selection="final")],
+                 ignore_index=True)
+cmp = pd.concat({f"{ds.capitalize()} {m}": compare_table(both, ["autoencoder", "wavenet", "transfer"], ds, m,
+                                                          references={"autoencoder": "baseline_ae"} if ds == "dev" else None)
+                 for ds in ("dev", "eval") for m in ("AUC", "pAUC")}, axis=1)
+cmp.columns = [f"{a} {b}" for a, b in cmp.columns]
+study.save_table(cmp, "08_reconstruction_vs_classification",
+                 "Autoencoder, WaveNet and the transfer-learned ID classifier on the same test clips (%)")
+cmp
+
+# %% [markdown]
+# ## Error maps: a normal and an anomalous clip
+# Input, reconstruction (AE: middle frame of each stacked vector; WaveNet: the prediction of
+# each frame) and squared error, for the same machine type and ID.
+
+# %%
+from asdlib import explore, plots
+from asdlib.machines import machine_ids
+from asdlib.recon import load_recon_model, reconstruction_map
+
+store = study.features
+examples = explore.pick_examples(store.index, seed=seed)
+machine_type = "fan" if "fan" in examples else next(iter(examples))
+pair = examples[machine_type]
+for kind, res in (("autoencoder", ae), ("wavenet", wavenet)):
+    model, _ = load_recon_model(res.runs[machine_type]["path"])
+    maps = {}
+    for name, row in pair.items():
+        idx = store.index.index[store.index["relpath"] == row.relpath][0]
+        id_ = machine_ids(machine_type).index(row.machine_id) if kind == "wavenet" else None
+        maps[f"{name} ({row.file})"] = reconstruction_map(model, store.features[idx].astype("float32"), id_)
+    fig = plots.plot_error_maps(maps, f"{kind}: {machine_type}, normal vs anomalous clip")
+    study.save_figure(fig, f"08_error_maps_{kind}")
+
+# %%
+curves = {f"AE {t}": r["history"] for t, r in ae.runs.items()} | {f"WaveNet {t}": r["history"] for t, r in wavenet.runs.items()}
+study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss")), "08_training_curves")

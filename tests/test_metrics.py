@@ -1,0 +1,142 @@
+"""Metrics: equivalence with the official evaluator (sklearn), aggregation rules, bootstrap."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from asdlib.metrics import (auc_pauc, auc_pauc_batch, bootstrap_ci, evaluate, harmonic_mean, overall_means,
+                            type_means)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("ties", [False, True])
+def test_auc_pauc_equals_sklearn(seed: int, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(70), np.ones(30)].astype(int)
+    s = rng.normal(size=100) + 0.8 * y
+    if ties:
+        s = np.round(s * 2) / 2  # few distinct values: ties within and across classes
+    auc, pauc = auc_pauc(y, s)
+    assert auc == roc_auc_score(y, s)
+    assert pauc == roc_auc_score(y, s, max_fpr=0.1)
+
+
+def test_pauc_sanity() -> None:
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    assert auc_pauc(y, y.astype(float)) == (1.0, 1.0)
+    auc, pauc = auc_pauc(y, -y.astype(float))
+    assert auc == 0.0
+    # McClish: the worst partial area (0) maps to 0.5 * (1 - min_area / (max_area - min_area)).
+    assert pauc == pytest.approx(0.5 * (1 - 0.005 / (0.1 - 0.005)))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 20000)
+    auc, pauc = auc_pauc(y, rng.normal(size=y.size))
+    assert abs(auc - 0.5) < 0.02 and abs(pauc - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("y, s, match", [
+    ([0, 0, 0], [0.1, 0.2, 0.3], "one class"),
+    ([0, 1, 1], [0.1, 0.2], "differ in length"),
+    ([0, 1, 1], [0.1, np.nan, 0.3], "NaN"),
+    ([0, 1, 2], [0.1, 0.2, 0.3], "0 \\(normal\\) or 1"),
+])
+def test_auc_pauc_errors(y, s, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        auc_pauc(y, s)
+
+
+def test_batch_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(3)
+    for n0, n1, levels in [(37, 11, 4), (50, 50, 10**6), (9, 3, 2), (100, 7, 6)]:
+        neg = rng.integers(0, levels, (4, n0)).astype(float)
+        pos = rng.integers(0, levels, (4, n1)).astype(float) + 1
+        auc, pauc = auc_pauc_batch(neg, pos)
+        for b in range(4):
+            y, s = np.r_[np.zeros(n0), np.ones(n1)], np.r_[neg[b], pos[b]]
+            assert auc[b] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+            assert pauc[b] == pytest.approx(roc_auc_score(y, s, max_fpr=0.1), abs=1e-12)
+
+
+def _frame(dataset: str, mtype: str, mid: str, neg, pos) -> pd.DataFrame:
+    return pd.DataFrame({"dataset": dataset, "machine_type": mtype, "machine_id": mid,
+                         "label": [0] * len(neg) + [1] * len(pos), "score": list(neg) + list(pos)})
+
+
+@pytest.fixture()
+def scores() -> pd.DataFrame:
+    # fan 00: perfectly separated (AUC 1); fan 02: anomalies 0.5/1.5 vs normals 1.0 -> AUC 0.5;
+    # pump 00: AUC 0.75; an eval ID with unknown labels gives no rows.
+    return pd.concat([
+        _frame("dev", "fan", "00", [0, 1], [2, 3]),
+        _frame("dev", "fan", "02", [1, 1], [0.5, 1.5]),
+        _frame("dev", "pump", "00", [0, 2], [1, 3]),
+        _frame("eval", "fan", "01", [0, 1], [2, 3]).assign(label=-1),
+    ], ignore_index=True)
+
+
+def test_evaluate_type_and_overall_means(scores: pd.DataFrame) -> None:
+    per_id = evaluate(scores)
+    assert set(per_id["dataset"]) == {"dev"}
+    auc = per_id[per_id["metric"] == "AUC"].set_index(["machine_type", "machine_id"])["value"]
+    assert auc.to_dict() == {("fan", "00"): 1.0, ("fan", "02"): 0.5, ("pump", "00"): 0.75}
+    assert (per_id["n_normal"] == 2).all() and (per_id["n_anomaly"] == 2).all()
+    tm = type_means(per_id)
+    tm_auc = tm[tm["metric"] == "AUC"].set_index("machine_type")["value"]
+    assert tm_auc["fan"] == 0.75 and tm_auc["pump"] == 0.75
+    assert list(tm["machine_type"].unique()) == ["fan", "pump"]
+    om = overall_means(tm).set_index(["row", "metric"])["value"]
+    pauc_types = tm[tm["metric"] == "pAUC"]["value"].to_numpy()
+    assert om[("Mean", "pAUC")] == pytest.approx(pauc_types.mean())
+    assert om[("Harmonic Mean", "pAUC")] == pytest.approx(stats.hmean(pauc_types))
+
+
+def test_evaluate_one_class_names_the_id() -> None:
+    with pytest.raises(ValueError, match="pump id 04"):
+        evaluate(_frame("dev", "pump", "04", [0.1, 0.2], []))
+
+
+def test_harmonic_mean() -> None:
+    v = [0.9, 0.5, 0.7]
+    assert harmonic_mean(v) == pytest.approx(stats.hmean(v))
+    assert harmonic_mean(v) < np.mean(v)
+    for bad in ([0.5, 0.0], [0.5, -0.1], []):
+        with pytest.raises(ValueError):
+            harmonic_mean(bad)
+
+
+def _synthetic(n_per_label: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for t, shift in (("fan", 1.0), ("valve", 0.6)):
+        for mid in ("00", "02"):
+            parts.append(_frame("dev", t, mid, rng.normal(size=n_per_label), rng.normal(shift, size=n_per_label)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_bootstrap_ci() -> None:
+    small, big = _synthetic(30), _synthetic(300)
+    ci_small = bootstrap_ci(small, n_boot=300, seed=1)
+    ci_big = bootstrap_ci(big, n_boot=300, seed=1)
+    assert ((ci_small["ci_low"] <= ci_small["value"]) & (ci_small["value"] <= ci_small["ci_high"])).all()
+    point = type_means(evaluate(small)).set_index(["machine_type", "metric"])["value"]
+    got = ci_small.set_index(["machine_type", "metric"])["value"]
+    assert got[("fan", "AUC")] == pytest.approx(point[("fan", "AUC")])
+    assert set(ci_small["machine_type"]) == {"fan", "valve", "Mean", "Harmonic Mean"}
+    width = lambda c: (c["ci_high"] - c["ci_low"]).to_numpy()  # noqa: E731
+    assert (width(ci_big) < width(ci_small)).all()
+    pd.testing.assert_frame_equal(ci_small, bootstrap_ci(small, n_boot=300, seed=1))
+    assert not ci_small.equals(bootstrap_ci(small, n_boot=300, seed=2))
+
+
+def test_bootstrap_is_fast() -> None:
+    rng = np.random.default_rng(0)
+    parts = [_frame("dev", t, mid, rng.normal(size=100), rng.normal(1, size=100))
+             for t in ("ToyCar", "fan", "pump", "slider", "valve", "ToyConveyor") for mid in ("00", "02")]
+    start = time.perf_counter()
+    bootstrap_ci(pd.concat(parts, ignore_index=True), n_boot=1000)
+    assert time.perf_counter() - start < 10

@@ -1,0 +1,150 @@
+"""The trainer: learning, outputs, exact resume, non-finite stop, transfer learning, checkpoints."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from asdlib.checkpoint import load_checkpoint, load_model
+from asdlib.errors import AsdlibError, CacheError, ConfigError
+from asdlib.evaluate import EvalSet, window_starts
+from asdlib.train import TrainConfig, finetune_classifier, fit
+
+C, N_PER, M, T = 3, 24, 16, 24
+
+
+def tones(n_per: int, seed: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel-like clips (N, M, T): class c has a steady 'tone' in mel bin 2 + 4c (+ shift)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(C), n_per)
+    x = 0.5 * rng.normal(size=(len(y), M, T)).astype(np.float32)
+    x[np.arange(len(y)), 2 + 4 * y + shift] += 3.0
+    return x, y
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(model="iresnet50", width=0.0625, depths=(1, 1, 1, 1), embedding_dim=32, batch_size=16,
+                epochs=4, max_lr=3e-3, T_up=1, T_0=4, T_mult=1, eval_every=2, device="cpu", amp=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def dev_set() -> EvalSet:
+    """Normal clips and 'anomalies' whose tone sits one bin off (per class, as DCASE IDs)."""
+    xn, yn = tones(8, seed=11)
+    xa, ya = tones(8, seed=12, shift=1)
+    meta = pd.DataFrame({"dataset": "dev", "machine_type": "toy", "machine_id": [f"{c:02d}" for c in np.r_[yn, ya]],
+                         "label": np.r_[np.zeros(len(yn)), np.ones(len(ya))].astype(int), "class": np.r_[yn, ya]})
+    return EvalSet(np.concatenate([xn, xa]), meta)
+
+
+def state_of(path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+def test_fit_learns_and_writes_history_best_and_summary(tmp_path):
+    x, y = tones(N_PER, seed=0)
+    res = fit(x, y, tiny_cfg(epochs=4), tmp_path, eval_sets={"dev": dev_set()}, progress=False)
+    h = pd.read_csv(tmp_path / "history.csv")
+    assert list(h["epoch"]) == [1, 2, 3, 4]
+    assert {"lr", "train_loss", "val_loss", "dev_auc", "dev_pauc", "time_s"} <= set(h.columns)
+    assert h["val_loss"].iloc[-1] < h["val_loss"].iloc[0]
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert h["dev_auc"].notna().sum() == 2  # epochs 2 and 4
+    for crit in ("dev_auc_pauc", "val_loss"):
+        assert (tmp_path / f"best_{crit}.pt").is_file()
+        b = res.best[crit]
+        assert load_checkpoint(b.path)["epoch"] == b.epoch
+    assert res.best["val_loss"].value == pytest.approx(h["val_loss"].min())
+    assert (tmp_path / "summary.json").is_file() and res.epochs_run == 4
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    x, y = tones(N_PER, seed=1)
+    cfg = tiny_cfg(epochs=4, crop_frames=16, dropout=0.3)  # exercises crop, mixup and dropout RNGs
+    fit(x, y, cfg, tmp_path / "a", progress=False)
+
+    def stop_after_2(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(x, y, cfg, tmp_path / "b", progress=False, callback=stop_after_2)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    res = fit(x, y, cfg, tmp_path / "b", progress=False)
+    a, b = state_of(tmp_path / "a" / "last.pt"), state_of(tmp_path / "b" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert list(res.history["epoch"]) == [1, 2, 3, 4]
+    ha = pd.read_csv(tmp_path / "a" / "history.csv")
+    assert np.array_equal(ha["train_loss"].to_numpy(), res.history["train_loss"].to_numpy())
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    x, y = tones(8, seed=2)
+    fit(x, y, tiny_cfg(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="max_lr"):
+        fit(x, y, tiny_cfg(epochs=2, max_lr=1e-2), tmp_path, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    x, y = tones(N_PER, seed=3)
+    digest = {}
+
+    def poison_after_2(epoch, row):
+        if epoch == 2:
+            digest["last"] = hashlib.sha256((tmp_path / "last.pt").read_bytes()).hexdigest()
+            x[:] = np.nan  # fit() reads this very array: epoch 3 sees NaN inputs
+
+    with pytest.raises(AsdlibError, match="non-finite training loss at epoch 3, step 1"):
+        fit(x, y, tiny_cfg(epochs=4), tmp_path, progress=False, callback=poison_after_2)
+    assert hashlib.sha256((tmp_path / "last.pt").read_bytes()).hexdigest() == digest["last"]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("init", ["reset", "rows"])
+def test_finetune_changes_only_the_classifier(tmp_path, init):
+    x, y = tones(N_PER, seed=4)
+    names = [("toy", f"{c:02d}") for c in range(C)]
+    res = fit(x, y, tiny_cfg(epochs=2), tmp_path / "int", class_names=names, progress=False)
+    before = state_of(res.last_path)
+    keep = y > 0  # fine-tune on two of the three IDs, as one machine type of the integrated model
+    ft = finetune_classifier(res.last_path, x[keep], y[keep] - 1, names[1:], tmp_path / "ft",
+                             cfg_overrides={"epochs": 2}, init=init, progress=False)
+    after = state_of(ft.last_path)
+    cls_keys = {k for k in after if k.startswith("classifier.")}
+    assert cls_keys and set(after) - cls_keys == set(before) - cls_keys
+    for k in set(after) - cls_keys:  # backbone weights and batch-norm statistics untouched
+        assert torch.equal(before[k], after[k]), k
+    w = next(k for k in cls_keys if after[k].ndim == 2)
+    assert after[w].shape[0] == 2
+    if init == "rows":  # started from the integrated rows 1 and 2, then moved
+        assert not torch.equal(after[w], before[w][1:])
+    model, cfg, meta = load_model(ft.last_path)
+    assert meta["class_names"] == ["toy/01", "toy/02"] and cfg.epochs == 2
+    assert model(torch.as_tensor(x[:4]).unsqueeze(1)).shape == (4, 2)
+
+
+def test_load_model_roundtrip_and_bad_checkpoints(tmp_path):
+    x, y = tones(8, seed=5)
+    res = fit(x, y, tiny_cfg(epochs=1, val_fraction=0.0), tmp_path, progress=False)
+    assert res.best == {}  # no criterion can be computed without val clips or eval sets
+    model, cfg, meta = load_model(res.last_path)
+    assert not model.training and cfg.width == 0.0625 and meta["epoch"] == 1
+    with pytest.raises(CacheError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CacheError, match="bad.pt"):
+        load_checkpoint(bad)
+
+
+def test_window_starts_cover_the_clip():
+    assert window_starts(24, None) == [0] and window_starts(24, 24) == [0]
+    s = window_starts(30, 16)
+    assert s[0] == 0 and s[-1] == 14 and all(b - a <= 8 for a, b in zip(s, s[1:]))
