@@ -126,7 +126,7 @@ def _select_channel(x: np.ndarray, channel: int | str | None, path: Path) -> np.
             return x[:, 0]
         raise AudioError(
             f"{path}: has {n_ch} channels, DCASE2020 clips are mono; pass channel=k (0..{n_ch - 1}) to take one "
-            f"microphone (the DCASE2020 release of MIMII kept channel 0) or channel='mean' to average them"
+            f"microphone (DCASE2020 distributes a single MIMII channel) or channel='mean' to average them"
         )
     if channel == "mean":
         return x.mean(axis=1, dtype=np.float64).astype(x.dtype) if n_ch > 1 else x[:, 0]
@@ -145,6 +145,8 @@ def read_wav(
     resample: bool = False,
     allow_silent: bool = False,
     dtype: type | np.dtype = np.float32,
+    max_samples: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read one clip as a mono 1-D array at ``sample_rate``.
 
@@ -163,23 +165,40 @@ def read_wav(
     - NaN or inf samples (only possible in float WAVs): always :class:`AudioError`.
 
     Every message starts with the file path.
+
+    For bulk reading (the feature cache): ``max_samples`` keeps only the first samples
+    (a crop; for a mono file at the right rate the rest is not even decoded), and ``out``, a
+    1-D float32 array, receives the samples without a fresh allocation per clip. The
+    return value is then a view ``out[:n]``, ``n`` being the number of samples read.
     """
     path = Path(path)
     _check_file(path)
+    if out is not None:
+        if out.ndim != 1 or out.dtype != np.float32:
+            raise ValueError(f"out must be a 1-D float32 array, got {out.ndim}-D {out.dtype}")
+        max_samples = len(out) if max_samples is None else min(max_samples, len(out))
     try:
         with sf.SoundFile(str(path)) as f:
-            sr, n_frames = int(f.samplerate), int(f.frames)
+            sr, n_ch, n_frames = int(f.samplerate), int(f.channels), int(f.frames)
             if sr != sample_rate and not resample:
                 raise AudioError(
                     f"{path}: sample rate is {sr} Hz, expected {sample_rate} Hz; convert the file, "
                     f"or pass resample=True to resample it on reading"
                 )
-            x = f.read(dtype="float32", always_2d=True)  # (frames, channels)
+            fast = n_ch == 1 and sr == sample_rate and max_samples is not None
+            in_out = fast and out is not None
+            if in_out:
+                x = f.read(out=out[: min(max_samples, n_frames)])  # decode straight into the caller's buffer
+            elif fast:
+                x = f.read(frames=min(max_samples, n_frames), dtype="float32")
+            else:
+                x = f.read(dtype="float32", always_2d=True)  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise _open_error(path, e) from None
     if x.shape[0] == 0 or n_frames == 0:
         raise AudioError(f"{path}: the WAV holds no samples (0 frames); re-download or re-extract it")
-    x = _select_channel(x, channel, path)
+    if x.ndim == 2:
+        x = _select_channel(x, channel, path)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
         raise AudioError(f"{path}: {bad} sample(s) are NaN or inf; the file is damaged, regenerate or re-download it")
@@ -192,4 +211,10 @@ def read_wav(
         import torchaudio.functional as AF
 
         x = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), sr, sample_rate).numpy()
+    if max_samples is not None:
+        x = x[:max_samples]
+    if out is not None:
+        if not in_out:  # slow path (several channels, resampling): copy in
+            out[: len(x)] = x
+        return out[: len(x)]
     return np.ascontiguousarray(x, dtype=dtype)  # a channel slice of a multichannel read is strided

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .audio import read_wav, wav_info
+from .audio import wav_info
 from .errors import AudioError, CacheError
-from .features import FeatureConfig, LogMel, fit_length, num_frames
+from .features import FeatureConfig, compute_features, num_frames
 from .utils import atomic_write_text
 
 __all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir"]
@@ -64,6 +63,17 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return self.features.shape[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the array (a memmap would be pickled as a full in-memory copy);
+        DataLoader workers started with 'spawn' then reopen the file instead."""
+        state = self.__dict__.copy()
+        del state["features"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.features = np.memmap(self.path / FEATURES_FILE, dtype=np.float16, mode="r", shape=tuple(self.meta["shape"]))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -132,7 +142,8 @@ def _read_index(path: Path, dtypes: dict[str, str]) -> pd.DataFrame:
         if tag == "int":
             df[col] = df[col].astype("int64")
         elif tag == "float":
-            df[col] = pd.to_numeric(df[col])
+            df[col] = pd.to_numeric(df[col].where(df[col] != "", "nan"))  # to_csv writes NaN as ''
+
         elif tag == "bool":
             df[col] = df[col].map({"True": True, "False": False}).astype(bool)
     return df
@@ -201,20 +212,6 @@ def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecut
     return cfg
 
 
-def _compute_batch(logmel: Any, wave: np.ndarray, device: str) -> np.ndarray:
-    """(B, S) float32 waveforms -> (B, n_mels, T) float16 log-mel on the host."""
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(wave)
-        if device != "cpu":
-            x = x.pin_memory().to(device, non_blocking=True)
-        y = logmel(x).to(torch.float16)  # (B, n_mels, T)
-        if not bool(torch.isfinite(y).all()):
-            raise CacheError("log-mel features overflow float16 or are not finite; check the input levels")
-        return y.cpu().numpy()
-
-
 def _remove_stale_temps(cache_dir: Path, key: str) -> None:
     """Remove temporary folders of this key left by builds whose process is gone (killed)."""
     for d in cache_dir.glob(f".tmp-{key}-*"):
@@ -238,12 +235,11 @@ def build_feature_cache(
 ) -> FeatureStore:
     """Return the cache of ``index`` under ``cfg``: reused if complete on disk, else built now.
 
-    Reading runs in ``num_workers`` threads (libsndfile decodes without the GIL) one batch
-    ahead of the log-mel, which runs in batches of ``batch_size`` on ``device``; results are
-    written in order into a float16 memmap. ``store.reused`` says which case happened.
+    ``store.reused`` says which case happened. The computation is
+    :func:`asdlib.features.compute_features` (threaded reading, batched log-mel on
+    ``device``; on CPU ``num_workers`` is the number of cores used), written into a float16
+    memmap inside a temporary folder that is renamed into place when complete.
     """
-    from tqdm.auto import tqdm
-
     from .utils import resolve_device
 
     if len(index) == 0:
@@ -277,34 +273,14 @@ def build_feature_cache(
             cfg = _resolve_length(paths, cfg, pool)
             shape = (len(paths), cfg.n_mels, num_frames(cfg))
             mm = np.memmap(tmp / FEATURES_FILE, dtype=np.float16, mode="w+", shape=shape)
-            logmel = LogMel(cfg).to(device)
-            S = cfg.num_samples
-
-            def read_into(buf: np.ndarray, row: int, path: str) -> None:
-                x = read_wav(path, sample_rate=cfg.sample_rate, channel=cfg.channel, resample=cfg.resample)
-                buf[row] = fit_length(x, S, cfg.short_clips, path)
-
-            def submit(lo: int) -> tuple[int, np.ndarray, list]:
-                buf = np.empty((min(batch_size, len(paths) - lo), S), dtype=np.float32)
-                return lo, buf, [pool.submit(read_into, buf, j, paths[lo + j]) for j in range(len(buf))]
-
-            starts = deque(range(0, len(paths), batch_size))
-            pending = deque(submit(starts.popleft()) for _ in range(min(2, len(starts))))
-            with tqdm(total=len(paths), unit="clip", desc="log-mel", disable=not progress) as bar:
-                while pending:
-                    lo, buf, futures = pending.popleft()
-                    if starts:
-                        pending.append(submit(starts.popleft()))  # read ahead while computing this batch
-                    for f in futures:
-                        f.result()  # re-raises the AudioError of a bad file
-                    mm[lo : lo + len(buf)] = _compute_batch(logmel, buf, device)
-                    bar.update(len(buf))
-            mm.flush()
-            del mm
+        compute_features(paths, cfg, mm, device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        mm.flush()
+        del mm
         seconds = time.perf_counter() - t0
         table.to_csv(tmp / INDEX_FILE, index=False)
         meta = _meta(key, cfg, shape, table, device, seconds)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))  # last: marks the folder complete
+        os.chmod(tmp / META_FILE, 0o644)  # mkstemp made it owner-only; caches may be shared
         if final.exists():
             shutil.rmtree(final)  # an incomplete or damaged earlier attempt
         try:

@@ -64,7 +64,7 @@ def extract(
     width = n_frames if len(starts) == 1 else crop_frames
     all_logits, all_emb = [], []
     for i in tqdm(range(0, n, batch_size), disable=not progress, desc="extract", leave=False):
-        xb = torch.as_tensor(np.asarray(features[i : i + batch_size]) if not torch.is_tensor(features)
+        xb = torch.as_tensor(np.array(features[i : i + batch_size]) if not torch.is_tensor(features)
                              else features[i : i + batch_size])
         xb = xb.to(device, non_blocking=True).float()  # (B, M, T)
         b = xb.shape[0]

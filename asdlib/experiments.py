@@ -206,7 +206,8 @@ def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], sav
     """Train (or reuse) one classifier per group of types, evaluate all, and save the scores."""
     runs, tidy, scores = {}, [], {}
     for run_name, types in groups.items():
-        r = train_classifier(study, run_name, types, **overrides)
+        folder = run_name if run_name.startswith(experiment) else f"{experiment}_{run_name}"  # e.g. ls0_integrated
+        r = train_classifier(study, folder, types, **overrides)
         t, s = evaluate_classifier(study, r, experiment, types)
         runs[run_name] = r
         tidy.append(t)

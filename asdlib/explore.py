@@ -12,9 +12,11 @@ LABEL_NAMES = {0: "normal", 1: "anomaly", -1: "unknown"}
 def sample_clips(index: pd.DataFrame, per_group: int, seed: int = 0,
                  by: tuple[str, ...] = ("dataset", "machine_type", "part", "label")) -> pd.DataFrame:
     """Up to ``per_group`` clips of each group, the same for a seed (for quick statistics)."""
-    return (index.groupby(list(by), group_keys=False, sort=True)
-            .apply(lambda g: g.sample(n=min(per_group, len(g)), random_state=seed))
-            .reset_index(drop=True))
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for _, g in index.groupby(list(by), sort=True):
+        keep.extend(g.index[rng.permutation(len(g))[:per_group]])
+    return index.loc[sorted(keep)].reset_index(drop=True)
 
 
 def clip_stats(index: pd.DataFrame, per_group: int = 8, seed: int = 0) -> pd.DataFrame:

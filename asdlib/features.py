@@ -29,17 +29,22 @@ import dataclasses
 import hashlib
 import json
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import AudioError, ConfigError
+from .audio import read_wav
+from .errors import AudioError, CacheError, ConfigError
 from .machines import SAMPLE_RATE
 
-__all__ = ["FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length"]
+__all__ = ["FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
+
+CPU_CHUNK = 4  # clips per log-mel call on CPU: a small STFT stays in cache, ~2x faster per clip than 64
 
 SHORT_CLIP_POLICIES = ("error", "wrap", "zeros")
 
@@ -201,13 +206,126 @@ class LogMel(nn.Module):
         )
         self.scale = 20.0 / cfg.power  # 10 for a power spectrogram, 20 for magnitude
 
+    def _power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Same result as ``self.mel(wave)`` for power 2 (to float32 rounding), in less CPU time.
+
+        torchaudio computes ``|X| ** 2`` as ``abs()`` (a square root) then ``pow(2)``;
+        ``re * re + im * im`` is exact and about 30 % cheaper per clip on CPU. The window,
+        padding and filterbank are taken from ``self.mel`` so the two paths cannot drift
+        apart (``tests/test_features.py`` checks that they agree).
+        """
+        spec = self.mel.spectrogram
+        stft = torch.stft(
+            wave, n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
+            window=spec.window, center=spec.center, pad_mode=spec.pad_mode, normalized=False,
+            onesided=True, return_complex=True,
+        )  # (B, n_fft//2 + 1, T) complex
+        power = stft.real.square()
+        power.addcmul_(stft.imag, stft.imag)  # (B, F, T)
+        return self.mel.mel_scale(power)  # (B, n_mels, T)
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.ndim == 1:
             wave = wave.unsqueeze(0)  # (S,) -> (1, S)
         if wave.ndim != 2:
             raise ValueError(f"LogMel expects (B, S) or (S,) waveforms, got shape {tuple(wave.shape)}")
-        mel = self.mel(wave.float())  # (B, n_mels, T)
+        mel = self._power_mel(wave.float()) if self.cfg.power == 2.0 else self.mel(wave.float())  # (B, n_mels, T)
         db = self.scale * torch.log10(mel + self.cfg.eps)
         if self.cfg.top_db is not None:
             db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.cfg.top_db)
         return db
+
+
+def _compute_batch(logmel: LogMel, wave: np.ndarray, device: str) -> np.ndarray:
+    """(B, S) float32 waveforms -> (B, n_mels, T) float16 log-mel on the host."""
+    with torch.inference_mode():
+        x = torch.from_numpy(wave)
+        if device != "cpu":
+            x = x.pin_memory().to(device, non_blocking=True)
+        y = logmel(x).to(torch.float16)  # (B, n_mels, T)
+        if not bool(torch.isfinite(y).all()):
+            raise CacheError("log-mel features overflow float16 or are not finite; check the input levels")
+        return y.cpu().numpy()
+
+
+def compute_features(
+    paths: Sequence[str],
+    cfg: FeatureConfig,
+    out: np.ndarray | None = None,
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> np.ndarray:
+    """Log-mel features of ``paths`` in order, into ``out`` (N, n_mels, T) float16 (allocated if None).
+
+    ``cfg.duration_s`` must be set (every clip is cropped or padded to it, see the module doc).
+    How the work is split, and why: on CPU each of ``num_workers`` threads reads *and*
+    transforms its own groups of ``CPU_CHUNK`` clips with one torch thread each (decoding
+    and torch kernels release the GIL; small groups keep the STFT in cache), so
+    ``num_workers`` is the number of cores used. On CUDA the threads only read, one batch of
+    ``batch_size`` ahead, and the main thread transforms whole batches on the GPU.
+    """
+    from tqdm.auto import tqdm
+
+    from .utils import resolve_device
+
+    device = resolve_device(device)
+    S = cfg.num_samples
+    if S is None:
+        raise ConfigError("compute_features needs cfg.duration_s set (build_feature_cache resolves it)")
+    n = len(paths)
+    if out is None:
+        out = np.empty((n, cfg.n_mels, num_frames(cfg)), dtype=np.float16)
+    on_cpu = device == "cpu"
+    chunk = min(batch_size, CPU_CHUNK) if on_cpu else batch_size
+    logmel = LogMel(cfg).to(device)
+
+    def load(lo: int, hi: int) -> np.ndarray:
+        buf = np.empty((hi - lo, S), dtype=np.float32)  # (B, S)
+        for j, path in enumerate(paths[lo:hi]):
+            x = read_wav(path, sample_rate=cfg.sample_rate, channel=cfg.channel, resample=cfg.resample, out=buf[j])
+            if len(x) < S:
+                buf[j] = fit_length(x.copy(), S, cfg.short_clips, str(path))
+        return buf
+
+    def job(lo: int, hi: int) -> np.ndarray | None:
+        buf = load(lo, hi)
+        if not on_cpu:
+            return buf
+        out[lo:hi] = _compute_batch(logmel, buf, device)
+        return None
+
+    threads = torch.get_num_threads()
+    if on_cpu:
+        torch.set_num_threads(1)  # parallelism comes from the workers; restored below
+    starts = iter(range(0, n, chunk))
+    pending: deque = deque()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, tqdm(
+            total=n, unit="clip", desc="log-mel", disable=not progress
+        ) as bar:
+
+            def submit_next() -> None:
+                lo = next(starts, None)
+                if lo is not None:
+                    pending.append((lo, min(lo + chunk, n), pool.submit(job, lo, min(lo + chunk, n))))
+
+            for _ in range(2 * max(1, num_workers) if on_cpu else 2):  # bounded read-ahead
+                submit_next()
+            try:
+                while pending:
+                    lo, hi, future = pending.popleft()
+                    submit_next()
+                    buf = future.result()  # re-raises the AudioError of a bad file
+                    if buf is not None:
+                        out[lo:hi] = _compute_batch(logmel, buf, device)
+                    bar.update(hi - lo)
+            except BaseException:
+                for _, _, future in pending:
+                    future.cancel()  # do not finish the whole job list after a failure
+                raise
+    finally:
+        torch.set_num_threads(threads)
+    return out

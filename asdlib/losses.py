@@ -84,12 +84,14 @@ def cosface_margin(cos: Tensor, m: float) -> Tensor:
 
 def arcface_margin(cos: Tensor, m: float) -> Tensor:
     """``cos(theta + m)`` with a gradient through the margin; fallback past ``pi - m``."""
-    cos = cos.clamp(-1.0, 1.0)
-    # The tiny floor keeps d(sin)/d(cos) = -cos/sin finite at theta = 0 and theta = pi.
-    sin = torch.sqrt((1.0 - cos * cos).clamp_min(1e-6))
+    # Clamp only inside the sine: the linear term keeps its gradient even at |cos| = 1
+    # (logits / scale can overshoot 1 by a rounding error). The tiny floor keeps
+    # d(sin)/d(cos) = -cos/sin finite at theta = 0 and theta = pi.
+    c = cos.clamp(-1.0, 1.0)
+    sin = torch.sqrt((1.0 - c * c).clamp_min(1e-6))
     phi = cos * math.cos(m) - sin * math.sin(m)
     # theta + m > pi  <=>  cos < cos(pi - m): keep the logit decreasing in theta.
-    return torch.where(cos > math.cos(math.pi - m), phi, cos - m * math.sin(m))
+    return torch.where(c > math.cos(math.pi - m), phi, cos - m * math.sin(m))
 
 
 def apply_margin(cos: Tensor, target: Tensor, kind: str, m: float) -> Tensor:

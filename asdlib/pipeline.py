@@ -82,11 +82,10 @@ def prepare_data(cfg: ReproduceConfig, progress: bool = True) -> tuple[str, bool
             raise ConfigError(f"--data-root {root} is not a folder; give the folder holding dev_data/ and eval_data/")
         return str(root), (root / "SYNTHETIC.md").exists()
     from .data.synth import generate_dataset
-    from .profiles import get_profile
+    from .profiles import get_profile, synth_profile
 
-    profile = get_profile(cfg.profile)
     root = Path(cfg.work_dir) / "synthetic_data"
-    generate_dataset(root, profile=profile.synth, seed=cfg.seed, progress=progress)
+    generate_dataset(root, profile=synth_profile(get_profile(cfg.profile)), seed=cfg.seed, progress=progress)
     return str(root), True
 
 

@@ -20,7 +20,7 @@ from .errors import ConfigError
 @dataclass(frozen=True)
 class StudyProfile:
     name: str
-    synth: Any  # a profile name of asdlib.data.synth.PROFILES or a SynthProfile
+    synth: str | dict[str, Any]  # a profile name of asdlib.data.synth.PROFILES, or SynthProfile fields
     classifier: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for transfer learning
     autoencoder: dict[str, Any] = field(default_factory=dict)  # ReconConfig overrides
@@ -38,7 +38,7 @@ _SMALL_NET = {"width": 0.125, "depths": (1, 1, 1, 1), "embedding_dim": 128}
 PROFILES: dict[str, StudyProfile] = {
     "ci": StudyProfile(
         name="ci",
-        synth="ci",
+        synth={"name": "ci", "clip_seconds": 1.0, "n_train": 8, "n_test_normal": 3, "n_test_anomaly": 3},
         classifier=_SMALL_NET | {"width": 0.0625, "embedding_dim": 32, "epochs": 4, "eval_every": 2,
                                  "T_up": 1, "T_0": 2, "T_mult": 1, "max_lr": 2e-3},
         finetune={"epochs": 2, "eval_every": 2, "T_up": 0, "T_0": 2, "T_mult": 1, "max_lr": 1e-2},
@@ -74,6 +74,15 @@ PROFILES: dict[str, StudyProfile] = {
         description="the study's settings; real DCASE2020 data on a CUDA device",
     ),
 }
+
+
+def synth_profile(profile: StudyProfile):
+    """The :class:`asdlib.data.synth.SynthProfile` of a study profile."""
+    from .data.synth import PROFILES as SYNTH_PROFILES, SynthProfile
+
+    if isinstance(profile.synth, str):
+        return SYNTH_PROFILES[profile.synth]
+    return SynthProfile(**profile.synth)
 
 
 def get_profile(name: str | StudyProfile) -> StudyProfile:

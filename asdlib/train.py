@@ -5,9 +5,12 @@ trains on an in-memory (or memory-mapped) feature array and writes, under ``out_
 ``last.pt`` every epoch, ``best_<criterion>.pt``, ``history.csv`` and ``summary.json``.
 
 Why the loop looks the way it does:
-- All randomness of the loop (shuffling, crops, mixup) comes from one ``torch.Generator``
-  whose state is in the checkpoint, and dropout uses the global torch RNG, also saved; so a
-  run resumed from ``last.pt`` is bit-identical to an uninterrupted one on CPU.
+- All randomness of the loop comes from two seeded ``torch.Generator`` objects (shuffling
+  and crops on the data's device; mixup on the host) whose states are in the checkpoint,
+  and dropout uses the global torch RNG, also saved; so a run resumed from ``last.pt`` is
+  bit-identical to an uninterrupted one on CPU.
+- Steps per epoch = floor(train clips / batch): the ragged last batch is dropped (a batch
+  of one would break batch norm, and a fixed count keeps the per-step schedule exact).
 - On CUDA the whole feature array sits on the GPU when it fits (a 41-ID DCASE cache in
   float16 is ~1.8 GB); batches are then gathered by index on the device and the step loop
   never waits for the host: the loss is accumulated on the device and read once per epoch
@@ -192,6 +195,35 @@ def _crop(xb: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Ten
     return torch.gather(xb, 2, idx.expand(-1, xb.shape[1], -1))
 
 
+def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg: TrainConfig, num_classes: int,
+               device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None):
+    """Gather clips ``idx`` (on the data's device), crop, move, mix: ``(x (B, 1, M, T'), target)``."""
+    from .augment import mixup
+
+    xb = _crop(x_all[idx].to(device, non_blocking=True), cfg.crop_frames, gen).float()  # (B, M, T')
+    xb = xb.unsqueeze(1)  # (B, 1, M, T')
+    target = y_all[idx].to(device, non_blocking=True)  # (B,)
+    if cfg.mixup_alpha > 0:
+        xb, target = mixup(xb, target, num_classes, cfg.mixup_alpha, generator=mix_gen)  # target (B, C)
+    if cfg.channels_last and device.type == "cuda":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, target
+
+
+def train_step(model: nn.Module, optimizer, scheduler, loss_fn, xb: torch.Tensor, target: torch.Tensor,
+               use_amp: bool) -> torch.Tensor:
+    """One optimisation step; returns the loss as a device tensor (no host sync)."""
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(xb)  # (B, C)
+    loss = loss_fn(logits.float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
+
+
 def fit(
     features,
     labels,
@@ -215,7 +247,6 @@ def fit(
     """
     from tqdm.auto import tqdm
 
-    from .augment import mixup
     from .losses import build_loss
     from .schedule import WarmupCosineRestarts
     from .scorers import make_scorer
@@ -239,7 +270,7 @@ def fit(
     y_all = torch.as_tensor(labels_np, device=x_all.device)
     train_t = torch.as_tensor(train_idx, device=x_all.device)
     bs = min(cfg.batch_size, len(train_idx))
-    steps = max(1, len(train_idx) // bs)  # drop the ragged tail: fixed steps/epoch for the schedule
+    steps = max(1, len(train_idx) // bs)  # (B,)-sized steps only: see the module docstring
 
     model = model if model is not None else build_model(cfg, num_classes)
     model.to(device)
@@ -285,23 +316,10 @@ def fit(
         step_losses = torch.zeros(steps, device=device)
         bar = tqdm(range(steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
         for step in bar:
-            idx = perm[step * bs : (step + 1) * bs]
-            xb = _crop(x_all[idx].to(device, non_blocking=True), cfg.crop_frames, gen).float()  # (B, M, T')
-            xb = xb.unsqueeze(1)  # (B, 1, M, T')
-            yb = y_all[idx].to(device, non_blocking=True)  # (B,)
-            target = yb
-            if cfg.mixup_alpha > 0:
-                xb, target = mixup(xb, yb, num_classes, cfg.mixup_alpha, generator=mix_gen)  # target (B, C)
-            if cfg.channels_last and device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)  # (B, C)
-            loss = loss_fn(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step_losses[step] = loss.detach()
+            xb, target = make_batch(x_all, y_all, perm[step * bs : (step + 1) * bs], cfg, num_classes,
+                                    device, gen, mix_gen)  # (B, 1, M, T'), (B,) or (B, C)
+            loss = train_step(model, optimizer, scheduler, loss_fn, xb, target, use_amp)
+            step_losses[step] = loss
             if progress and (step + 1) % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{step_losses[step].item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         bad = ~torch.isfinite(step_losses)

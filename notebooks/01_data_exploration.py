@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -45,7 +46,7 @@ print(study.caption)
 from asdlib.data.index import pivot_summary
 
 counts = pivot_summary(study.index)
-study.save_table(counts.reset_index(), "01_clip_counts", "Clips per dataset, machine type, ID, split and label")
+study.save_table(counts, "01_clip_counts", "Clips per dataset, machine type, ID, split and label")
 counts
 
 # %% [markdown]
@@ -58,7 +59,8 @@ from asdlib import explore, plots
 stats = explore.clip_stats(study.index, per_group=6, seed=seed)
 summary = (stats.groupby(["machine_type", "label"])[["duration_s", "rms_dbfs", "peak_dbfs"]]
            .agg(["mean", "min", "max"]).round(2))
-study.save_table(summary.reset_index(), "01_levels", "Duration (s) and level (dBFS) of a sample of clips")
+summary.columns = [f"{col} {stat}" for col, stat in summary.columns]
+study.save_table(summary, "01_levels", "Duration (s) and level (dBFS) of a sample of clips")
 study.save_figure(plots.plot_levels(stats), "01_levels")
 summary
 
@@ -108,5 +110,5 @@ spectra = explore.mean_spectra(study.features.features, study.features.index, se
 study.save_figure(plots.plot_id_spectra(spectra), "01_id_spectra")
 spread = (spectra.groupby(["machine_type", "mel_bin"])["db"].std().groupby("machine_type").mean()
           .rename("mean std of the ID spectra (dB)").round(2).to_frame())
-study.save_table(spread.reset_index(), "01_id_spread", "How far apart the IDs of a type are (std across IDs of the mean spectrum, averaged over mel bins)")
+study.save_table(spread, "01_id_spread", "How far apart the IDs of a type are (std across IDs of the mean spectrum, averaged over mel bins)")
 spread

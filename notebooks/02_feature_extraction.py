@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -47,7 +48,8 @@ from asdlib.features import FeatureConfig
 
 fcfg = FeatureConfig()
 settings = pd.Series(fcfg.to_dict(), name="value").astype(str).to_frame()
-study.save_table(settings.reset_index(names="setting"), "02_feature_settings", "Log-mel settings")
+settings.index.name = "setting"
+study.save_table(settings, "02_feature_settings", "Log-mel settings")
 settings
 
 # %% [markdown]
@@ -60,12 +62,15 @@ start = time.perf_counter()
 store = study.features
 seconds = time.perf_counter() - start
 n, n_mels, n_frames = store.features.shape
-timing = pd.DataFrame([{
-    "clips": n, "n_mels": n_mels, "frames": n_frames, "seconds": round(seconds, 2),
-    "clips_per_s": round(n / seconds, 1) if seconds > 0 else None, "device": study.device,
-    "cache": str(store.path), "key": store.key}])
-study.save_table(timing, "02_feature_cache", "Feature cache: size and the time this run took to build or reuse it")
-timing.T
+timing = pd.Series({
+    "clips": n, "n_mels": n_mels, "frames per clip": n_frames, "clip length used (s)": store.config.duration_s,
+    "size (MB, float16)": round(store.features.nbytes / 2**20, 1),
+    "this run": f"reused ({seconds:.2f} s to open)" if store.reused else f"built ({seconds:.2f} s)",
+    "build time (s)": store.meta["build_seconds"], "build speed (clips/s)": store.meta["clips_per_s"],
+    "built on": store.meta["device"], "key": store.key}, name="value").to_frame()
+timing.index.name = "feature cache"
+study.save_table(timing, "02_feature_cache", "Feature cache: size, and how long building it took")
+timing
 
 # %% [markdown]
 # ## Feature statistics per machine type
@@ -74,6 +79,6 @@ timing.T
 from asdlib import explore, plots
 
 fstats = explore.feature_stats(store.features, store.index).round(2)
-study.save_table(fstats.reset_index(), "02_feature_stats", "Log-mel statistics per machine type (dB)")
+study.save_table(fstats, "02_feature_stats", "Log-mel statistics per machine type (dB)")
 study.save_figure(plots.plot_feature_histograms(store.features, store.index, seed=seed), "02_feature_histograms")
 fstats

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -96,7 +97,7 @@ ls = pd.concat({ds: compare_table(study_rule, ["ls0", "integrated"], ds, "AUC", 
                 for ds in ("dev", "eval")}, axis=1)
 ls.columns = [f"{ds.capitalize()} AUC {c.replace('integrated', 'LS 0.05').replace('ls0', 'LS 0.0')}" for ds, c in ls.columns]
 study.save_table(ls, "E3_label_smoothing_auc", "E3: AUC (%) with label smoothing 0.0 vs 0.05")
-ls
+# ls
 
 # %%
 from asdlib import plots

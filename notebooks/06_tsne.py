@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -61,7 +62,7 @@ study.save_figure(fig, "06_tsne")
 from IPython.display import Markdown, display
 
 sep = separability(emb).round(3)
-study.save_table(sep.reset_index(), "06_separability",
+study.save_table(sep, "06_separability",
                  "ID separability and confidence on anomalies per type (integrated model, test clips)")
 display(sep)
 display(Markdown(describe(sep)))

@@ -113,3 +113,31 @@ def test_full_size_embedding_and_params(name: str, lo: float, hi: float):
     assert model.num_classes == 41
     n = sum(p.numel() for p in model.parameters())
     assert lo < n < hi, n
+
+
+def test_ir_unit_layout_and_feature_strides():
+    from asdlib.models.iresnet import IRBlock
+
+    model = tiny("iresnet50")
+    unit = model.layer2[0]
+    assert isinstance(unit, IRBlock)
+    kinds = [type(m).__name__ for m in unit.children()][:6]
+    assert kinds == ["BatchNorm2d", "Conv2d", "BatchNorm2d", "PReLU", "Conv2d", "BatchNorm2d"]
+    assert unit.conv1.stride == (1, 1) and unit.conv2.stride == (2, 2)  # stride in the second conv
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert model.eval().forward_features(x).shape[-2:] == (2, 2)  # stride 32 by default
+        paper = tiny("iresnet50", stem_stride=1).eval()
+        assert paper.forward_features(x).shape[-2:] == (4, 4)  # the paper's stride-1 stem
+        assert tiny("resnet50").eval().forward_features(x).shape[-2:] == (2, 2)
+
+
+def test_cosine_head_float32_under_autocast():
+    from asdlib.models import CosineHead
+
+    head = CosineHead(16, 4, scale=30.0)
+    x = torch.randn(3, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, head(x))

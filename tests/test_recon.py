@@ -103,12 +103,18 @@ def test_clip_batches_and_mel_stats(tmp_path):
 
 
 def test_split_rows_is_keras_like():
-    tr, va = split_rows(np.arange(20, 40), 0.1)
-    assert tr.tolist() == list(range(20, 38)) and va.tolist() == [38, 39]
+    tr, va = split_rows(np.arange(20, 40), 0.1)  # positions into rows
+    assert tr.tolist() == list(range(18)) and va.tolist() == [18, 19]
     tr, va = split_rows([5], 0.1)
-    assert tr.tolist() == [5] and va.size == 0
+    assert tr.tolist() == [0] and va.size == 0
+    tr, va = split_rows(np.arange(100), 0.1, "random", seed=1)
+    assert len(va) == 10 and sorted(np.r_[tr, va].tolist()) == list(range(100))
+    assert not np.array_equal(va, np.arange(90, 100))  # not the Keras tail
+    assert not np.array_equal(va, split_rows(np.arange(100), 0.1, "random", seed=2)[1])
     with pytest.raises(ConfigError):
         ReconConfig(val_fraction=1.0)
+    with pytest.raises(ConfigError):
+        ReconConfig(val_split="first")
 
 
 # ---------------------------------------------------------------- autoencoder
@@ -245,3 +251,16 @@ def test_load_rejects_bad_checkpoints(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CacheError):
         load_recon_model(tmp_path / "junk.pt")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_and_score_on_cuda(synth):
+    feats, train_rows, test_rows, _ = synth
+    ae, _ = fit_autoencoder(feats, train_rows, ReconConfig(epochs=1, batch_size=64, device="cuda"),
+                            AutoencoderConfig(n_mels=16), progress=False)
+    s_gpu = score_autoencoder(ae, feats, test_rows, device="cuda")
+    assert np.allclose(score_autoencoder(ae, feats, test_rows, device="cpu"), s_gpu, rtol=1e-3)
+    wn, _ = fit_wavenet(feats, train_rows, ReconConfig.wavenet_defaults(epochs=1, device="cuda"),
+                        WaveNetConfig(n_mels=16, residual_channels=8, skip_channels=8), progress=False)
+    assert np.isfinite(score_wavenet(wn, feats, test_rows, device="cuda")).all()

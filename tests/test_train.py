@@ -13,7 +13,7 @@ from asdlib.errors import AsdlibError, CacheError, ConfigError
 from asdlib.evaluate import EvalSet, window_starts
 from asdlib.train import TrainConfig, finetune_classifier, fit
 
-C, N_PER, M, T = 3, 24, 16, 24
+C, N_PER, M, T = 3, 16, 16, 24
 
 
 def tones(n_per: int, seed: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:

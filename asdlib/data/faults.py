@@ -133,12 +133,19 @@ def gear_sidebands(r: Render, rng: np.random.Generator, sr: int) -> np.ndarray:
     return x / rms(x)
 
 
+def shaft_rattle(r: Render, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Imbalance or a bent shaft: the housing vibrates at the rotation rate and its harmonics."""
+    k = 12
+    x = harmonics(r.shaft_hz, sr, rng.uniform(0.2, 1.0, k) / np.sqrt(np.arange(1, k + 1)), rng) * r.active
+    return x / (rms(x) + 1e-12)
+
+
 # --------------------------------------------------------------------------- parameter changes
 def _scale(key: str, lo: float, hi: float, default: float = 1.0) -> Modify:
     """Multiply a constant by 1 - U(lo, hi) * severity (a slower shaft, a narrower flow band)."""
 
     def modify(p: Params, rng: np.random.Generator, severity: float) -> None:
-        p[key] = p.get(key, default) * (1.0 - rng.uniform(lo, hi) * severity)
+        p[key] = p.get(key, default) * max(0.3, 1.0 - rng.uniform(lo, hi) * severity)
 
     return modify
 
@@ -163,35 +170,35 @@ def _both(*mods: Modify) -> Modify:
 
 FAULTS: dict[str, tuple[Fault, ...]] = {
     "fan": (
-        Fault("imbalance", modify=_set(wobble=(0.25, 0.6))),
-        Fault("bearing", add=bearing, level_db=(-20, -12)),
-        Fault("clogging", modify=_both(_scale("speed", 0.02, 0.05), _set(tilt_shift=(-1.5, -0.6)))),
+        Fault("imbalance", modify=_set(wobble=(0.3, 0.6)), add=shaft_rattle, level_db=(-8, 0)),
+        Fault("bearing", add=bearing, level_db=(-11, -3)),
+        Fault("clogging", modify=_both(_scale("speed", 0.05, 0.1), _set(tilt_shift=(-3.0, -1.5)))),
     ),
     "pump": (
-        Fault("clogging", modify=_both(_scale("speed", 0.03, 0.07), _scale("flow_scale", 0.15, 0.35)),
-              add=cavitation, level_db=(-24, -16)),
+        Fault("clogging", modify=_both(_scale("speed", 0.03, 0.06), _scale("flow_scale", 0.1, 0.2)),
+              add=cavitation, level_db=(-22, -14)),
         Fault("leak", add=hiss((2000, 4000), False), level_db=(-22, -14)),
         Fault("bearing", add=bearing, level_db=(-20, -12)),
     ),
     "slider": (
-        Fault("rail_damage", add=knocks(True), level_db=(-14, -6)),
-        Fault("timing", modify=_set(jitter=(0.12, 0.3))),
-        Fault("rubbing", add=squeal, level_db=(-20, -12)),
+        Fault("rail_damage", add=knocks(True), level_db=(-3, 5)),
+        Fault("timing", modify=_set(jitter=(0.15, 0.35))),
+        Fault("rubbing", add=squeal, level_db=(-11, -3)),
     ),
     "valve": (
-        Fault("leak", add=hiss((1500, 4000), True), level_db=(-24, -14)),
-        Fault("timing", modify=_set(jitter=(0.1, 0.25), missing=(0.1, 0.3))),
-        Fault("contamination", modify=_both(_scale("damping", 0.15, 0.35), _set(bounce=(0.3, 0.7)))),
+        Fault("leak", add=hiss((1500, 4000), True), level_db=(-22, -12)),
+        Fault("timing", modify=_set(jitter=(0.15, 0.3), missing=(0.2, 0.4))),
+        Fault("contamination", modify=_both(_scale("damping", 0.2, 0.4), _set(bounce=(0.5, 1.0)))),
     ),
     "ToyCar": (
-        Fault("gear_damage", add=gear_sidebands, level_db=(-18, -10)),
-        Fault("bent_shaft", modify=_set(wobble=(0.3, 0.6))),
-        Fault("tyre_rubbing", add=friction, level_db=(-18, -10)),
+        Fault("gear_damage", add=gear_sidebands, level_db=(-14, -6)),
+        Fault("bent_shaft", modify=_set(wobble=(0.3, 0.6)), add=shaft_rattle, level_db=(-14, -6)),
+        Fault("tyre_rubbing", add=friction, level_db=(-16, -8)),
     ),
     "ToyConveyor": (
-        Fault("belt_slip", modify=_set(slip=(0.02, 0.05), jitter=(0.05, 0.15)), add=squeal, level_db=(-22, -14)),
-        Fault("roller_damage", add=knocks(True), level_db=(-16, -8)),
-        Fault("rubbing", add=friction, level_db=(-20, -12)),
+        Fault("belt_slip", modify=_set(slip=(0.03, 0.06), jitter=(0.1, 0.2)), add=squeal, level_db=(-9, -1)),
+        Fault("roller_damage", add=knocks(True), level_db=(-1, 7)),
+        Fault("rubbing", add=friction, level_db=(-10, -2)),
     ),
 }
 

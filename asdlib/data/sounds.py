@@ -71,12 +71,15 @@ def phase_of(freq: np.ndarray, sr: int, phase0: float = 0.0) -> np.ndarray:
 
 def harmonics(freq: np.ndarray, sr: int, amps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Sum of harmonics k = 1..len(amps) of a frequency track; those above 0.45 sr are left out."""
-    phase = phase_of(freq, sr)
-    out = np.zeros_like(phase)
+    z = np.exp(1j * phase_of(freq, sr))
+    zk = z.copy()  # z**k by repeated multiplication: much cheaper than one sin() per harmonic
+    out = np.zeros(len(z))
     top = float(np.max(freq))
     for k, a in enumerate(amps, start=1):
+        phi = rng.uniform(0, 2 * np.pi)
         if k * top < 0.45 * sr and a > 0:
-            out += a * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+            out += a * (zk * np.exp(1j * phi)).imag
+        zk *= z
     return out
 
 
@@ -133,12 +136,19 @@ def resonances(rng: np.random.Generator, count: int, lo: float, hi: float, gain_
                   float(rng.uniform(0.4, 1.0) * gain_db)) for _ in range(count))
 
 
-def background(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Factory-like room noise: coloured noise, mains hum and occasional unrelated events; unit RMS."""
-    x = shaped_noise(rng, n, sr, tilt_db_oct=rng.uniform(-6, -2), lo=20, hi=rng.uniform(4000, 7500),
-                     peaks=resonances(rng, 2, 100, 3000, 6.0))
-    mains = rng.choice([50.0, 60.0])
-    x += rng.uniform(0.05, 0.3) * harmonics(np.full(n, mains), sr, np.array([0.3, 1, 0.5, 0.3]), rng)
+def site_params(rng: np.random.Generator) -> Params:
+    """The room a machine was recorded in: its noise colour, resonances and mains hum."""
+    return dict(tilt=rng.uniform(-6, -2), hi=rng.uniform(4000, 7500), res=resonances(rng, 2, 100, 3000, 6.0),
+                mains=float(rng.choice([50.0, 60.0])), hum=rng.uniform(0.05, 0.3))
+
+
+def background(rng: np.random.Generator, n: int, sr: int, site: Params) -> np.ndarray:
+    """Factory-like room noise: the site's coloured noise and hum, varying a little per clip,
+    plus occasional unrelated events (impacts, air blasts, distant tools); unit RMS."""
+    x = shaped_noise(rng, n, sr, tilt_db_oct=site["tilt"] + rng.normal(0, 0.3), lo=20,
+                     hi=site["hi"] * np.exp(rng.normal(0, 0.05)), peaks=site["res"])
+    hum = site["hum"] * np.exp(rng.normal(0, 0.2))
+    x += hum * harmonics(np.full(n, site["mains"]), sr, np.array([0.3, 1, 0.5, 0.3]), rng)
     seconds = n / sr
     for _ in range(rng.poisson(0.25 * seconds)):  # impacts, air blasts, distant tools
         kind, t0 = rng.integers(3), rng.uniform(0, seconds)
@@ -240,7 +250,7 @@ def valve_params(rng: np.random.Generator) -> Params:
 def valve_render(p: Params, rng: np.random.Generator, n: int, sr: int) -> Render:
     seconds = n / sr
     opens = cycle_times(rng, seconds, p["period"], 0.01 + p.get("jitter", 0.0))
-    keep = rng.random(len(opens)) >= p.get("missing", 0.0)
+    keep = rng.random(len(opens)) >= min(p.get("missing", 0.0), 0.8)
     opens = opens[keep]
     closes = opens + p["open_frac"] * p["period"] * (1 + 0.02 * rng.standard_normal(len(opens)))
     damp = p.get("damping", 1.0)

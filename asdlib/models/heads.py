@@ -85,7 +85,10 @@ class CosineHead(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def cosine(self, x: Tensor) -> Tensor:  # (B, D) -> (B, C)
-        cos = F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+        # Always in float32, even under autocast: bfloat16 resolves cosines only to ~0.004,
+        # coarser than the ArcFace margin of 0.05 needs for a smooth loss. The layer is tiny.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            cos = F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1))
         return cos.clamp(-1.0, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, D) -> (B, C)

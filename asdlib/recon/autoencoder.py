@@ -17,9 +17,12 @@ are trainable and 2,064 are BatchNorm moving means/variances (buffers here);
 
 Features: the baseline computes ``librosa.feature.melspectrogram(n_fft=1024, hop=512,
 n_mels=128, power=2)`` and ``10*log10(mel + eps)`` with centred frames (313 per 10 s clip,
-so 309 vectors), dropping no frames. Our cache stores the same quantity (10*log10 of the
-mel power) from torchaudio; the filterbank normalisation and the log floor may differ a
-little from librosa's, and the vector count follows the cache's frame count.
+so 309 vectors), dropping no frames. The default :class:`asdlib.features.FeatureConfig`
+of the cache reproduces that (Slaney mel scale and norm, centre with reflect padding as
+librosa < 0.10, the same eps floor, no top_db), so the vectors are the baseline's, with two
+exceptions: the cache stores float16 (steps of 0.03-0.06 dB for magnitudes of 32-128 dB, far below the
+noise of a log-mel bin), and all clips of one cache share one length, so ToyCar's 11-s
+clips keep their first 10 s (309 vectors instead of the baseline's 340).
 """
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 The DCASE2020 baseline builds, for one machine type, an in-RAM array of every 5-frame
 vector of every training clip (N * 309 * 640 float32: about 6 GB for 3000 clips) and lets
 Keras shuffle it. Here the same vectors are drawn from the feature cache in chunks of
-``chunk_clips`` clips: each epoch shuffles the clip order, reads one chunk (a few MB),
-stacks and shuffles its vectors, and yields minibatches, so peak memory depends on the
-chunk size and not on the number of clips. Every vector is still seen exactly once per
+``chunk_clips`` clips: each epoch shuffles the clip order, reads one chunk of clips
+(float16, 256 clips = 20 MB), shuffles the (clip, offset) pairs of that chunk and gathers
+each minibatch of vectors from a strided view, so peak memory depends on the chunk size
+and not on the number of clips. Every vector is still seen exactly once per
 epoch; only the mixing is local to a chunk (plus the carried-over remainder).
 """
 from __future__ import annotations
@@ -74,11 +75,12 @@ class FrameVectorStream:
     Iterating once is one epoch: each of ``len(rows) * (T - n_frames + 1)`` vectors is
     yielded exactly once, as float32 tensors of shape ``(B, M * n_frames)`` with
     ``B = batch_size`` except possibly the last. Memory held at any time: one chunk of
-    ``chunk_clips`` clips of vectors plus less than one batch carried over.
+    ``chunk_clips`` clips (as stored), its shuffled (clip, offset) order, one batch, and
+    less than one batch carried over to the next chunk.
     """
 
     def __init__(self, features: np.ndarray, rows: Sequence[int], n_frames: int = 5,
-                 batch_size: int = 512, chunk_clips: int = 64, shuffle: bool = True,
+                 batch_size: int = 512, chunk_clips: int = 256, shuffle: bool = True,
                  seed: int = 0) -> None:
         self.features = features
         self.rows = _check_rows(features, rows)
@@ -89,7 +91,8 @@ class FrameVectorStream:
         self.vectors_per_clip = features.shape[-1] - n_frames + 1
         if self.vectors_per_clip < 1:
             raise ConfigError(f"clips have {features.shape[-1]} frames, fewer than n_frames={n_frames}")
-        self.max_chunk_vectors = 0  # largest array of vectors held at once (for tests)
+        self.max_chunk_vectors = 0  # most vectors addressable at once (for tests)
+        self.max_chunk_bytes = 0  # largest block of clips held at once
 
     def __len__(self) -> int:
         return -(-self.n_vectors // self.batch_size)
@@ -103,21 +106,40 @@ class FrameVectorStream:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         rows = rng.permutation(self.rows) if self.shuffle else self.rows
-        carry = np.empty((0, self.features.shape[1] * self.n_frames), dtype=np.float32)
+        m, n, tv, bs = self.features.shape[1], self.n_frames, self.vectors_per_clip, self.batch_size
+        carry = np.empty((0, m * n), dtype=np.float32)
         for start in range(0, len(rows), self.chunk_clips):
-            clips = read_clips(self.features, rows[start:start + self.chunk_clips])  # (K, M, T)
-            vec = stack_frames(clips, self.n_frames).reshape(-1, carry.shape[1])  # (K*T', M*n)
+            # Only the chunk's clips are held (float16 as stored); vectors are gathered per
+            # batch by (clip, offset) from a strided view, never stacked for the whole chunk.
+            clips = np.asarray(self.features[np.sort(rows[start:start + self.chunk_clips])])  # (K, M, T)
+            windows = np.lib.stride_tricks.sliding_window_view(clips, n, axis=-1)  # (K, M, T', n) view
+            pairs = np.arange(len(clips) * tv)  # vector id = clip * T' + offset
             if self.shuffle:
-                vec = vec[rng.permutation(len(vec))]
-            vec = np.concatenate([carry, vec]) if len(carry) else vec
-            self.max_chunk_vectors = max(self.max_chunk_vectors, len(vec))
-            n_full = len(vec) // self.batch_size * self.batch_size
-            for b in range(0, n_full, self.batch_size):
-                yield torch.from_numpy(vec[b:b + self.batch_size])
-            carry = vec[n_full:].copy()  # copy, so the chunk can be freed
-            del vec, clips
+                pairs = rng.permutation(pairs)
+            self.max_chunk_vectors = max(self.max_chunk_vectors, len(pairs) + len(carry))
+            self.max_chunk_bytes = max(self.max_chunk_bytes, clips.nbytes)
+            pos = 0
+            if len(carry):  # complete the batch left over from the previous chunk
+                take = min(bs - len(carry), len(pairs))
+                carry = np.concatenate([carry, self._gather(windows, pairs[:take])])
+                pos = take
+                if len(carry) == bs:
+                    yield torch.from_numpy(carry)
+                    carry = carry[:0]
+            while len(pairs) - pos >= bs:
+                yield torch.from_numpy(self._gather(windows, pairs[pos:pos + bs]))
+                pos += bs
+            if pos < len(pairs):
+                carry = np.concatenate([carry, self._gather(windows, pairs[pos:])])
+            del windows, clips
         if len(carry):
             yield torch.from_numpy(carry)
+
+    def _gather(self, windows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Vectors ``ids`` (clip * T' + offset) of a chunk, ``(B, M*n)`` float32."""
+        k, t = np.divmod(ids, self.vectors_per_clip)
+        w = windows[k, :, t, :]  # (B, M, n): advanced indices go first
+        return np.ascontiguousarray(w.transpose(0, 2, 1), dtype=np.float32).reshape(len(ids), -1)
 
 
 class ClipBatches:

@@ -35,29 +35,43 @@ class ReconConfig:
     adam_eps: float = 1e-7  # Keras' Adam epsilon
     seed: int = 0
     device: str = "auto"
-    chunk_clips: int = 64  # clips read and shuffled together by the AE stream
+    chunk_clips: int = 256  # clips read and shuffled together by the AE stream
     val_fraction: float = 0.1
+    # 'last': Keras' validation_split (the last rows; with the index sorted by ID that is
+    # mostly the last machine ID, as in the baseline); 'random': a seeded random subset.
+    val_split: str = "last"
     max_batches_per_epoch: int | None = None  # for smoke runs and benchmarks
     grad_clip: float | None = None
     deterministic: bool = False
 
     @classmethod
     def wavenet_defaults(cls, **kw) -> "ReconConfig":
-        base = dict(epochs=30, batch_size=16, lr=1e-3, adam_eps=1e-8, grad_clip=1.0)
+        base = dict(epochs=30, batch_size=16, lr=1e-3, adam_eps=1e-8, grad_clip=1.0, val_split="random")
         return cls(**{**base, **kw})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_split not in ("last", "random"):
+            raise ConfigError(f"val_split must be 'last' or 'random', got {self.val_split!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
 
 
-def split_rows(rows: Sequence[int], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Keras-style split: the last ``ceil(f * n)`` rows validate, the rest train."""
-    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    n_val = min(math.ceil(val_fraction * len(rows)), len(rows) - 1) if val_fraction > 0 else 0
-    return rows[:len(rows) - n_val], rows[len(rows) - n_val:]
+def split_rows(rows: Sequence[int], val_fraction: float, how: str = "last",
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Positions into ``rows`` for training and validation: ``ceil(f * n)`` validate (at
+    least one row trains). ``how='last'`` is Keras' split (the last rows); ``'random'`` a
+    seeded random subset. Both parts keep the order of ``rows``."""
+    n = len(np.asarray(rows).reshape(-1))
+    n_val = min(math.ceil(val_fraction * n), n - 1) if val_fraction > 0 else 0
+    if how == "last":
+        val = np.arange(n - n_val, n)
+    elif how == "random":
+        val = np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
+    else:
+        raise ConfigError(f"unknown split {how!r}")
+    return np.setdiff1d(np.arange(n), val), val
 
 
 def _checkpoint(kind: str, model: torch.nn.Module, cfg: ReconConfig, history: list[dict]) -> dict:
@@ -116,7 +130,9 @@ def fit_autoencoder(features: np.ndarray, rows: Sequence[int], cfg: ReconConfig 
     if ae_cfg.n_mels != features.shape[1]:
         raise ConfigError(f"model expects {ae_cfg.n_mels} mel bins, features have {features.shape[1]}")
     set_seed(cfg.seed, cfg.deterministic)
-    tr, va = split_rows(rows, cfg.val_fraction)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    p_tr, p_va = split_rows(rows, cfg.val_fraction, cfg.val_split, cfg.seed)
+    tr, va = rows[p_tr], rows[p_va]
     model = DenseAutoencoder(ae_cfg)
 
     def step(m, x, device):
@@ -145,8 +161,9 @@ def fit_wavenet(features: np.ndarray, rows: Sequence[int], cfg: ReconConfig | No
     set_seed(cfg.seed, cfg.deterministic)
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     ids = None if (id_index is None or not wcfg.condition_on_id) else np.asarray(id_index, dtype=np.int64)
-    tr, va = split_rows(rows, cfg.val_fraction)
-    ids_tr, ids_va = (None, None) if ids is None else (ids[:len(tr)], ids[len(tr):])
+    p_tr, p_va = split_rows(rows, cfg.val_fraction, cfg.val_split, cfg.seed)
+    tr, va = rows[p_tr], rows[p_va]
+    ids_tr, ids_va = (None, None) if ids is None else (ids[p_tr], ids[p_va])
     model = WaveNetPredictor(wcfg)
     model.set_normalisation(*mel_stats(features, tr, cfg.chunk_clips))
 

@@ -1,0 +1,134 @@
+"""The notebook pipeline: failure reporting, resumption, and the whole sequence at CI size."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from asdlib.errors import AsdlibError
+from asdlib.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ROOT.parent / "shared" / "data" / "dcase2020-mini"
+
+_HEADER = """# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+data_root = None
+synthetic = None
+profile = "ci"
+device = "cpu"
+seed = 0
+results_dir = None
+work_dir = None
+
+"""
+
+
+def _fake_notebooks(folder: Path, bodies: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in bodies.items():
+        (folder / f"{name}.py").write_text(_HEADER + "# %%\n" + body + "\n")
+
+
+def _touch(name: str) -> str:
+    return f"from pathlib import Path\nPath(results_dir, '{name}.done').write_text('ok')"
+
+
+def test_failing_notebook_stops_the_run_and_is_named(tmp_path, tiny_dataset):
+    nb = tmp_path / "nb"
+    first, second, third = NOTEBOOKS[:3]
+    _fake_notebooks(nb, {first: _touch(first), second: "x = 1\n\n# %%\nraise ValueError('boom in the second step')",
+                         third: _touch(third)})
+    cfg = ReproduceConfig(data_root=str(tiny_dataset), profile="ci", device="cpu", results_dir=str(tmp_path / "res"),
+                          work_dir=str(tmp_path / "work"), notebooks_dir=str(nb), notebooks=(first, second, third))
+    with pytest.raises(AsdlibError) as err:
+        reproduce(cfg, progress=False)
+    msg = str(err.value)
+    assert second in msg and "cell" in msg and "boom in the second step" in msg
+    assert (tmp_path / "res" / f"{first}.done").exists()
+    assert not (tmp_path / "res" / f"{third}.done").exists()  # stopped at the failure
+    assert (tmp_path / "res" / "executed" / f"{second}.ipynb").exists()  # the traceback is kept
+
+    # Fix the failing step: a re-run skips the finished first step and continues.
+    (tmp_path / "res" / f"{first}.done").unlink()
+    _fake_notebooks(nb, {second: _touch(second)})
+    rows = reproduce(cfg, progress=False)
+    status = {r["step"]: r["status"] for r in rows}
+    assert status == {"data": "ran", first: "reused", second: "ran", third: "ran"}
+    assert not (tmp_path / "res" / f"{first}.done").exists()
+    assert (tmp_path / "res" / f"{third}.done").exists()
+    info = json.loads((tmp_path / "res" / "run_info.json").read_text())
+    assert info["versions"]["torch"] and "git" in info and info["config"]["profile"] == "ci"
+    timings = pd.read_csv(tmp_path / "res" / "timings.csv")
+    assert list(timings["step"]) == ["data", first, second, third]
+
+
+def test_unknown_notebook_name_is_refused():
+    with pytest.raises(AsdlibError, match="unknown notebook"):
+        ReproduceConfig(notebooks=("99_nothing",))
+
+
+STUDY_TABLES = ["E1_individual", "E2_integrated", "E3_ls0", "E4_softmax", "E4_cosface", "E4_focal", "E5_transfer",
+                "08_autoencoder", "08_wavenet"]
+COMPARE_TABLES = ["03_individual_vs_integrated_auc", "E4_losses_dev_AUC", "07_scorers_dev_AUC",
+                  "08_reconstruction_vs_classification", "05_transfer_gain"]
+FIGURES = ["01_examples", "01_levels", "01_id_spectra", "02_feature_histograms", "03_schedule",
+           "03_individual_vs_integrated", "03_training_curves", "04_loss_ablation", "04_training_curves",
+           "05_finetune_curves", "06_tsne", "07_scorers", "08_error_maps_autoencoder", "08_error_maps_wavenet",
+           "08_training_curves"]
+ROWS = ["ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve", "Mean", "Harmonic Mean"]
+
+
+def _check_rows(path: Path, columns: list[str] | None = None) -> None:
+    t = pd.read_csv(path, index_col=0)
+    assert list(t.index) == ROWS, path
+    values = t[columns] if columns else t[[c for c in t.columns if "Δ" not in c and "(study)" not in c]]
+    assert values.notna().all().all(), f"{path}: missing values\n{t}"
+    assert ((values >= 0) & (values <= 100)).all().all(), f"{path}: values out of range\n{t}"
+
+
+@pytest.mark.slow
+def test_whole_sequence_at_ci_size(tmp_path):
+    cfg = ReproduceConfig(profile="ci", device="cpu", results_dir=str(tmp_path / "res"), work_dir=str(tmp_path / "work"))
+    rows = reproduce(cfg, progress=False)
+    assert [r["step"] for r in rows] == ["data", *NOTEBOOKS]
+    res = tmp_path / "res"
+    for name in STUDY_TABLES:
+        _check_rows(res / "tables" / f"{name}.csv", ["Dev AUC", "Dev pAUC", "Eval AUC", "Eval pAUC"])
+        assert "SYNTHETIC" in (res / "tables" / f"{name}.md").read_text()
+    for name in COMPARE_TABLES:
+        _check_rows(res / "tables" / f"{name}.csv")
+    for name in FIGURES:
+        assert (res / "figures" / f"{name}.png").stat().st_size > 5_000, name
+    for name in NOTEBOOKS:
+        assert (res / "executed" / f"{name}.ipynb").exists()
+    means = pd.read_csv(res / "tables" / "09_means.csv", index_col=0)
+    assert len(means) == 9 and means["Dev AUC"].between(0, 100).all()
+    sel = pd.read_csv(res / "tables" / "09_selection.csv", index_col=0)
+    assert {"Dev AUC study rule", "Dev AUC label-free", "Dev AUC optimism"} <= set(sel.columns)
+    # Everything is reused on a second run.
+    again = reproduce(cfg, progress=False)
+    assert all(r["status"] == "reused" for r in again if r["step"] != "data")
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.skipif(not MINI.exists(), reason=f"real clips not present at {MINI}")
+def test_exploration_notebooks_run_on_real_clips(tmp_path):
+    cfg = ReproduceConfig(data_root=str(MINI), profile="ci", device="cpu", results_dir=str(tmp_path / "res"),
+                          work_dir=str(tmp_path / "work"), notebooks=NOTEBOOKS[:2])
+    reproduce(cfg, progress=False)
+    counts = pd.read_csv(tmp_path / "res" / "tables" / "01_clip_counts.csv")
+    assert counts["total"].sum() == 93
+    assert "DCASE2020" in (tmp_path / "res" / "tables" / "01_clip_counts.md").read_text()
+    for name in ("01_examples", "01_id_spectra", "02_feature_histograms"):
+        assert (tmp_path / "res" / "figures" / f"{name}.png").exists()
