@@ -171,22 +171,24 @@ def evaluate_scores(scores: pd.DataFrame, experiment: str, seed: int, **extra) -
     return to_tidy(evaluate(scores), experiment, seed=seed, **extra)
 
 
+def evaluate_checkpoint(study, best, experiment: str, selection: str, types: Sequence[str] = MACHINE_TYPES,
+                        scorer: str = "softmax") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy per-ID results and per-clip scores of one selected checkpoint (a BestCheckpoint)."""
+    s = score(embed(study, best.path, types), scorer)
+    return evaluate_scores(s, experiment, study.seed, selection=selection, epoch=best.epoch, scorer=scorer), s
+
+
 def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = MACHINE_TYPES,
                         scorer: str = "softmax") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Tidy results of a trained run under both selection rules, and the scores per rule."""
     tidy, all_scores = [], {}
     for sel in SELECTIONS:
-        best = result.best.get(sel)
-        if best is None:
-            continue
-        s = score(embed(study, best.path, types), scorer)
-        all_scores[sel] = s
-        tidy.append(evaluate_scores(s, experiment, study.seed, selection=sel, epoch=best.epoch, scorer=scorer))
+        if sel in result.best:
+            t, all_scores[sel] = evaluate_checkpoint(study, result.best[sel], experiment, sel, types, scorer)
+            tidy.append(t)
     return pd.concat(tidy, ignore_index=True), all_scores
 
 
-def histories(results: dict) -> dict[str, pd.DataFrame]:
-    return {name: r.history for name, r in results.items()}
 
 
 INDIVIDUAL = {f"individual_{t}": (t,) for t in MACHINE_TYPES}  # E1: one model per machine type
@@ -201,6 +203,16 @@ class ExperimentResult:
     runs: dict  # run name -> TrainResult
 
 
+def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str, list[pd.DataFrame]], runs: dict,
+             save: bool) -> ExperimentResult:
+    res = ExperimentResult(experiment, pd.concat(tidy, ignore_index=True),
+                           {sel: pd.concat(v, ignore_index=True) for sel, v in scores.items()}, runs)
+    if save:
+        for sel, df in res.scores.items():
+            study.save_scores(df, f"{experiment}__{sel}")
+    return res
+
+
 def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], save: bool = True,
                    **overrides) -> ExperimentResult:
     """Train (or reuse) one classifier per group of types, evaluate all, and save the scores."""
@@ -213,12 +225,7 @@ def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], sav
         tidy.append(t)
         for sel, df in s.items():
             scores.setdefault(sel, []).append(df)
-    res = ExperimentResult(experiment, pd.concat(tidy, ignore_index=True),
-                           {sel: pd.concat(v, ignore_index=True) for sel, v in scores.items()}, runs)
-    if save:
-        for sel, df in res.scores.items():
-            study.save_scores(df, f"{experiment}__{sel}")
-    return res
+    return _collect(study, experiment, tidy, scores, runs, save)
 
 
 def run_transfer(study, base: ExperimentResult, experiment: str = "transfer", save: bool = True,
@@ -234,15 +241,10 @@ def run_transfer(study, base: ExperimentResult, experiment: str = "transfer", sa
             r = transfer_classifier(study, run.best[sel].path, t, **overrides)
             runs[f"transfer_{t}__{sel}"] = r
             best = r.best.get(sel) or next(iter(r.best.values()))
-            s = score(embed(study, best.path, [t]))
-            scores.setdefault(sel, []).append(s)
-            tidy.append(evaluate_scores(s, experiment, study.seed, selection=sel, epoch=best.epoch, scorer="softmax"))
-    res = ExperimentResult(experiment, pd.concat(tidy, ignore_index=True),
-                           {sel: pd.concat(v, ignore_index=True) for sel, v in scores.items()}, runs)
-    if save:
-        for sel, df in res.scores.items():
-            study.save_scores(df, f"{experiment}__{sel}")
-    return res
+            t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
+            tidy.append(t_)
+            scores.setdefault(sel, []).append(s_)
+    return _collect(study, experiment, tidy, scores, runs, save)
 
 
 def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
@@ -286,8 +288,5 @@ def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
         runs[t] = {"path": str(path), "history": pd.DataFrame(load_recon_model(path)[1]["history"])}
         scores.append(meta.assign(score=s))
     all_scores = pd.concat(scores, ignore_index=True)
-    res = ExperimentResult(kind, evaluate_scores(all_scores, kind, study.seed, selection="final"),
-                           {"final": all_scores}, runs)
-    if save:
-        study.save_scores(all_scores, f"{kind}__final")
-    return res
+    tidy = [evaluate_scores(all_scores, kind, study.seed, selection="final")]
+    return _collect(study, kind, tidy, {"final": [all_scores]}, runs, save)

@@ -180,7 +180,7 @@ def place_features(features, device: torch.device) -> torch.Tensor:
     if device.type != "cuda":
         return x
     free, _ = torch.cuda.mem_get_info(device)
-    if x.numel() * x.element_size() < 0.5 * free:
+    if x.numel() * x.element_size() < 0.5 * free:  # leave half for weights, activations, eval
         return x.to(device)
     return x.pin_memory()
 
@@ -244,6 +244,11 @@ def fit(
     ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
     epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
     pass a prepared model and the parameters to optimise (default: all).
+
+    ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
+    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
+    With pinned host features (a cache too large for the GPU) each batch is gathered on the
+    host and copied; that path is correct but slower than the resident one.
     """
     from tqdm.auto import tqdm
 
@@ -293,7 +298,7 @@ def fit(
     start_epoch = 0
     last_path = out_dir / "last.pt"
     if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=device)
+        state = load_checkpoint(last_path, map_location="cpu")  # load_state_dict moves to the device
         _check_resumable(state, cfg, last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -409,6 +414,7 @@ def finetune_classifier(
     names = normalise_class_names(class_names)
     old_names = meta["class_names"]
     old_state = {k: v.clone() for k, v in model.get_classifier().state_dict().items()}
+    set_seed(cfg.seed)  # the fresh classifier's initialisation is part of the run
     model.reset_classifier(len(names))
     if init == "rows":
         missing = [n for n in names if n not in old_names]

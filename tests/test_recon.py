@@ -264,3 +264,12 @@ def test_fit_and_score_on_cuda(synth):
     wn, _ = fit_wavenet(feats, train_rows, ReconConfig.wavenet_defaults(epochs=1, device="cuda"),
                         WaveNetConfig(n_mels=16, residual_channels=8, skip_channels=8), progress=False)
     assert np.isfinite(score_wavenet(wn, feats, test_rows, device="cuda")).all()
+
+
+def test_autoencoder_survives_a_final_batch_of_one():
+    # 3 clips x 7 vectors = 21 = 2 * 10 + 1: the last batch holds a single vector.
+    feats = np.random.default_rng(0).normal(size=(3, 4, 11)).astype(np.float16)
+    _, hist = fit_autoencoder(feats, np.arange(3), ReconConfig(epochs=1, batch_size=10, val_fraction=0.0,
+                                                               device="cpu"),
+                              AutoencoderConfig(n_mels=4), progress=False)
+    assert np.isfinite(hist[0]["train_loss"])

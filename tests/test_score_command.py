@@ -97,26 +97,32 @@ def test_score_command_bad_inputs(tiny_checkpoint, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_then_score_on_synthetic_data(tmp_path, capsys):
-    """The whole chain on a tiny synthetic fan dataset: train command, then score command."""
+    """The whole chain on a small synthetic valve dataset: `asdlib train`, then `asdlib score`.
+
+    Settings chosen to learn the 7 IDs within CPU seconds (2-s clips, 20 per ID, softmax,
+    no mixup); the study's ArcFace + mixup need more data and epochs than a test can spend.
+    """
     from asdlib.data.synth import SynthProfile, generate_dataset
 
-    root = generate_dataset(tmp_path / "data", SynthProfile("tiny", clip_seconds=1.0, n_train=12,
-                            n_test_normal=6, n_test_anomaly=6), seed=0, machine_types=["fan"], progress=False)
+    profile = SynthProfile("tiny", clip_seconds=2.0, n_train=20, n_test_normal=10, n_test_anomaly=10)
+    root = generate_dataset(tmp_path / "data", profile, seed=0, machine_types=["valve"], progress=False)
     run = tmp_path / "run"
     rc = main(["train", "--root", str(root), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
-               "--width", "0.0625", "--depths", "1,1,1,1", "--embedding-dim", "32", "--batch-size", "16",
-               "--epochs", "8", "--lr", "3e-3", "--eval-every", "2", "--device", "cpu", "--no-progress"])
+               "--width", "0.125", "--depths", "1,1,1,1", "--embedding-dim", "32", "--batch-size", "16",
+               "--loss", "softmax", "--mixup-alpha", "0", "--epochs", "6", "--lr", "3e-3", "--eval-every", "2",
+               "--device", "cpu", "--no-progress"])
     assert rc == 0
     h = pd.read_csv(run / "history.csv")
-    assert len(h) == 8 and h["dev_auc"].notna().sum() == 4
+    assert len(h) == 6 and h["dev_auc"].notna().sum() == 3
     assert (run / "best_val_loss.thresholds.json").is_file()
-    test_dir = root / "dev_data" / "fan" / "test"
-    files = sorted(test_dir.glob("*_id_00_*.wav"))
-    rc = main(["score", "--model", str(run / "best_dev_auc_pauc.pt"), "--input", *map(str, files), "--type", "fan",
+    files = sorted((root / "dev_data" / "valve" / "test").glob("*_id_00_*.wav"))
+    rc = main(["score", "--model", str(run / "best_val_loss.pt"), "--input", *map(str, files), "--type", "valve",
                "--id", "00", "--out", str(tmp_path / "scores"), "--device", "cpu", "--no-progress"])
     assert rc == 0
-    s = pd.read_csv(tmp_path / "scores" / "anomaly_score_fan_id_00.csv", header=None, names=["file", "score"])
-    y = s["file"].str.startswith("anomaly").astype(int)
-    auc = roc_auc_score(y, s["score"])
-    print(f"synthetic fan id_00 AUC {auc:.3f}; dev mean AUC per epoch {h['dev_auc'].dropna().round(3).tolist()}")
-    assert h["dev_auc"].max() > 0.7
+    s = pd.read_csv(tmp_path / "scores" / "anomaly_score_valve_id_00.csv", header=None, names=["file", "score"])
+    assert len(s) == 20
+    auc = roc_auc_score(s["file"].str.startswith("anomaly").astype(int), s["score"])
+    with capsys.disabled():
+        print(f"\nsynthetic valve: id_00 AUC {auc:.3f} (best_val_loss.pt); dev mean AUC by epoch "
+              f"{h['dev_auc'].dropna().round(3).tolist()}")
+    assert h["dev_auc"].max() > 0.65  # chance is 0.5; 4 dev IDs x 20 clips

@@ -148,3 +148,21 @@ def test_window_starts_cover_the_clip():
     assert window_starts(24, None) == [0] and window_starts(24, 24) == [0]
     s = window_starts(30, 16)
     assert s[0] == 0 and s[-1] == 14 and all(b - a <= 8 for a, b in zip(s, s[1:]))
+
+
+def test_extract_averages_sliding_windows():
+    from asdlib.evaluate import extract, model_outputs
+    from asdlib.train import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(), C).eval()
+    x, _ = tones(2, seed=6)  # (6, 16, 24)
+    logits, emb = extract(model, x, batch_size=4, crop_frames=16)  # windows start at 0 and 8
+    assert logits.shape == (6, C) and emb.shape == (6, 32)
+    with torch.no_grad():
+        parts = [model_outputs(model, torch.as_tensor(x[:, :, s : s + 16]).unsqueeze(1)) for s in (0, 8)]
+    np.testing.assert_allclose(logits, ((parts[0][0] + parts[1][0]) / 2).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(emb, ((parts[0][1] + parts[1][1]) / 2).numpy(), rtol=1e-5, atol=1e-5)
+    full_logits, _ = extract(model, x, batch_size=4)  # whole clips: one pass equals forward()
+    with torch.no_grad():
+        np.testing.assert_allclose(full_logits, model(torch.as_tensor(x).unsqueeze(1)).numpy(), rtol=1e-5, atol=1e-5)

@@ -95,7 +95,10 @@ def _fit(kind: str, model: torch.nn.Module, make_train, make_val, step_loss, cfg
         for b, batch in enumerate(train_it):
             if cfg.max_batches_per_epoch is not None and b >= cfg.max_batches_per_epoch:
                 break
-            loss, size = step_loss(model, batch, device)
+            out = step_loss(model, batch, device)
+            if out is None:  # a batch the model cannot train on (see the AE's step)
+                continue
+            loss, size = out
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -108,7 +111,10 @@ def _fit(kind: str, model: torch.nn.Module, make_train, make_val, step_loss, cfg
             vt, vn = 0.0, 0
             with torch.no_grad():
                 for batch in val_it:
-                    loss, size = step_loss(model, batch, device)
+                    out = step_loss(model, batch, device)
+                    if out is None:
+                        continue
+                    loss, size = out
                     vt, vn = vt + loss.item() * size, vn + size
             rec["val_loss"] = vt / max(vn, 1)
         rec["seconds"] = time.perf_counter() - t0
@@ -136,6 +142,10 @@ def fit_autoencoder(features: np.ndarray, rows: Sequence[int], cfg: ReconConfig 
     model = DenseAutoencoder(ae_cfg)
 
     def step(m, x, device):
+        # BatchNorm cannot train on one vector (PyTorch raises; Keras would use a zero
+        # variance): a final remainder batch of one vector per epoch is skipped.
+        if x.shape[0] < 2:
+            return None
         x = x.to(device, non_blocking=True)  # (B, M*n)
         return m.loss(x), x.shape[0]
 
