@@ -106,7 +106,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **o
 
 def transfer_classifier(study, checkpoint: str | Path, machine_type: str, **overrides):
     """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
-    from .train import finetune_classifier
+    from .transfer import finetune_classifier
 
     names = class_names([machine_type])
     cfg = study.profile.finetune | overrides | {"seed": study.seed, "device": study.device}

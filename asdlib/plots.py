@@ -114,7 +114,7 @@ def plot_metric_bars(table: pd.DataFrame, columns: Sequence[str], title: str) ->
     return fig
 
 
-def plot_tsne_panels(maps: Mapping[str, pd.DataFrame]) -> plt.Figure:
+def plot_tsne_panels(maps: Mapping[str, pd.DataFrame], title: str | None = None) -> plt.Figure:
     """One t-SNE panel per machine type: points coloured by ID, anomalies as crosses.
 
     ``maps[type]`` has columns x, y, machine_id, label (0/1).
@@ -134,6 +134,8 @@ def plot_tsne_panels(maps: Mapping[str, pd.DataFrame]) -> plt.Figure:
         ax.legend(fontsize=6, markerscale=1.2, ncol=2)
     for ax in axes.ravel()[len(types):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

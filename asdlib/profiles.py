@@ -52,9 +52,11 @@ PROFILES: dict[str, StudyProfile] = {
     "smoke": StudyProfile(
         name="smoke",
         synth="smoke",
-        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 4, "T_mult": 2, "max_lr": 2e-3},
-        finetune={"epochs": 4, "eval_every": 2, "T_up": 0, "T_0": 4, "T_mult": 1, "max_lr": 1e-2},
-        autoencoder={"epochs": 20},
+        # batch 16: with 20 clips per ID, batch 64 would give an individual model one step per epoch
+        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 4, "T_mult": 2, "max_lr": 2e-3,
+                                 "batch_size": 16},
+        finetune={"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 12, "T_mult": 1, "max_lr": 5e-3},
+        autoencoder={},  # the published baseline settings: 100 epochs, batch 512
         wavenet={"epochs": 8},
         wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
         tsne={"perplexity": 15, "n_iter": 500},

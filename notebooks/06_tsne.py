@@ -51,8 +51,8 @@ print("embedding size:", emb.test_emb.shape[1])
 from asdlib import plots
 
 maps = tsne_maps(emb, seed=seed, **study.profile.tsne)
-fig = plots.plot_tsne_panels(maps)
-fig.suptitle(f"t-SNE of the integrated model's {emb.test_emb.shape[1]}-d embeddings of test clips ({study.data_label})")
+fig = plots.plot_tsne_panels(
+    maps, f"t-SNE of the integrated model's {emb.test_emb.shape[1]}-d embeddings of test clips ({study.data_label})")
 study.save_figure(fig, "06_tsne")
 
 # %% [markdown]

@@ -11,7 +11,8 @@ import torch
 from asdlib.checkpoint import load_checkpoint, load_model
 from asdlib.errors import AsdlibError, CacheError, ConfigError
 from asdlib.evaluate import EvalSet, window_starts
-from asdlib.train import TrainConfig, finetune_classifier, fit
+from asdlib.train import TrainConfig, fit
+from asdlib.transfer import finetune_classifier
 
 C, N_PER, M, T = 3, 16, 16, 24
 
