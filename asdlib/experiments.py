@@ -88,6 +88,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **o
 
     One type gives an individual model (E1); all six the integrated 41-ID model (E2).
     """
+    from .threshold import calibrate_run
     from .train import fit
 
     cfg = train_config(study, **overrides)
@@ -99,9 +100,13 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **o
     if len(tr) == 0:
         raise ValueError(f"no normal training clips for {list(types)} under {study.data_root}")
     x = take(study.features.features, tr)  # (N, M, T)
-    y = clip_classes(index.iloc[tr], names)
-    return fit(x, y, cfg, study.work_dir / "models" / f"{name}-{key}", eval_sets=_dev_eval_set(study, types, names),
-               class_names=names, feature_config=study.features.config.to_dict(), progress=study.progress)
+    meta = index.iloc[tr].reset_index(drop=True)
+    result = fit(x, clip_classes(meta, names), cfg, study.work_dir / "models" / f"{name}-{key}",
+                 eval_sets=_dev_eval_set(study, types, names), class_names=names,
+                 feature_config=study.features.config.to_dict(), progress=study.progress)
+    # decision thresholds beside each checkpoint, so that `asdlib score` can use it on new recordings
+    calibrate_run(result, x, meta, device=study.device, skip_existing=True)
+    return result
 
 
 def transfer_classifier(study, checkpoint: str | Path, machine_type: str, **overrides):

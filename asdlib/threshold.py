@@ -136,3 +136,29 @@ def load_thresholds(checkpoint: str | os.PathLike, scorer: str = "softmax") -> d
     if scorer not in stored:
         raise CacheError(f"{path} has thresholds for {', '.join(stored) or 'no scorer'}, not for {scorer!r}")
     return {k: float(v["threshold"]) for k, v in stored[scorer]["thresholds"].items()}
+
+
+def calibrate_run(result, features, meta: pd.DataFrame, scorer: str = "softmax", device: str = "cpu",
+                  skip_existing: bool = False) -> dict[str, dict]:
+    """Calibrate every checkpoint of a training run (``best_*`` and ``last``) on its held-out clips.
+
+    ``features``/``meta`` are the run's training arrays, in the order :func:`asdlib.train.fit`
+    saw them; the validation rows (``val_index`` in the checkpoint) were never trained on, so
+    their scores are honest normal scores. Embedding scorers fit on the other rows. Returns
+    ``{label: calibration}``, empty when the run held out no clips.
+    """
+    from .checkpoint import load_checkpoint
+
+    val_index = load_checkpoint(result.last_path)["val_index"].numpy()
+    if not len(val_index):
+        return {}
+    fit_idx = np.setdiff1d(np.arange(len(meta)), val_index)
+    targets = {f"best_{k}": b.path for k, b in result.best.items()} | {"last": result.last_path}
+    out = {}
+    for label, ckpt in targets.items():
+        path = thresholds_path(ckpt)
+        if skip_existing and path.exists() and scorer in _read_sidecar(path):
+            continue
+        out[label] = calibrate(ckpt, np.asarray(features[val_index]), meta.iloc[val_index], scorer=scorer,
+                               fit_features=np.asarray(features[fit_idx]), fit_meta=meta.iloc[fit_idx], device=device)
+    return out

@@ -56,13 +56,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..cache import build_feature_cache
-    from ..checkpoint import load_checkpoint
     from ..data.index import index_dataset
     from ..errors import AsdlibError
     from ..evaluate import EvalSet
     from ..features import FeatureConfig
     from ..machines import MACHINE_TYPES, class_labels
-    from ..threshold import calibrate, class_of
+    from ..threshold import calibrate_run, class_of
     from ..train import TrainConfig, fit
     from ..utils import resolve_device
 
@@ -96,21 +95,16 @@ def run(args: argparse.Namespace) -> int:
     res = fit(x_train, y_train, cfg, args.out, eval_sets=eval_sets or None, class_names=names,
               feature_config=store.config.to_dict(), progress=progress, resume=not args.no_resume)
 
-    val_index = load_checkpoint(res.last_path)["val_index"].numpy()
-    device = resolve_device(args.device)
+    cals = calibrate_run(res, x_train, m_train, scorer=args.scorer, device=resolve_device(args.device))
     targets = {f"best_{k}": b.path for k, b in res.best.items()} | {"last": res.last_path}
     for label, ckpt in targets.items():
         line = f"{label}: {Path(ckpt).name}"
         if label != "last":
             b = res.best[label[5:]]
             line += f" (epoch {b.epoch}, value {b.value:.4f})"
-        if len(val_index):
-            fit_idx = np.setdiff1d(np.arange(len(y_train)), val_index)  # embedding scorers: no val clips
-            cal = calibrate(ckpt, np.asarray(x_train[val_index]), m_train.iloc[val_index], scorer=args.scorer,
-                            fit_features=np.asarray(x_train[fit_idx]), fit_meta=m_train.iloc[fit_idx],
-                            device=device)
-            methods = sorted({v["method"] for v in cal["thresholds"].values()})
-            line += f"; thresholds for {len(cal['thresholds'])} IDs ({'/'.join(methods)})"
+        if label in cals:
+            methods = sorted({v["method"] for v in cals[label]["thresholds"].values()})
+            line += f"; thresholds for {len(cals[label]['thresholds'])} IDs ({'/'.join(methods)})"
         print(line)
     last = res.history.iloc[-1].to_dict() if len(res.history) else {}
     print("last epoch: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float)))
