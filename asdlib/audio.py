@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,15 @@ __all__ = ["WavInfo", "wav_info", "read_wav"]
 
 _RIFF_MAGIC = (b"RIFF", b"RIFX", b"RF64")
 _UNKNOWN_SIZE = 0xFFFFFFFF  # streamed WAVs write this as the data size
+_PCM16_SCALE = np.float32(1.0 / 32768.0)  # what libsndfile divides 16-bit PCM by: exact (a power of two)
+_scratch = threading.local()  # per-thread int16 buffer for reading PCM_16 files into ``out``
+
+
+def _int16_scratch(n: int) -> np.ndarray:
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _scratch.buf = np.empty(n, dtype=np.int16)
+    return buf[:n]
 
 
 @dataclass(frozen=True)
@@ -60,12 +70,24 @@ def _describe_non_audio(head: bytes) -> str:
         return "its first bytes are not a known audio header"
 
 
+_PCM_SUBTYPES = {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32", (3, 32): "FLOAT", (3, 64): "DOUBLE"}
+
+
 def _check_file(path: Path) -> int:
+    """Existence, emptiness and RIFF-level truncation checks; returns the file size (see :func:`_scan_file`)."""
+    return _scan_file(path)[0]
+
+
+def _scan_file(path: Path) -> tuple[int, tuple[int, int, int, str] | None]:
     """Existence, emptiness and RIFF-level truncation checks; returns the file size.
 
     libsndfile reads a truncated WAV without complaint (it just returns fewer frames), so an
     interrupted download would silently give a short clip. We compare the data chunk's
     declared size with the bytes actually present instead.
+
+    Returns ``(size, header)``; ``header`` = ``(sample_rate, channels, frames, subtype)`` for a
+    plain little-endian PCM/float WAV whose 'fmt ' chunk precedes its 'data' chunk, else None
+    (then libsndfile reads the header).
     """
     try:
         size = path.stat().st_size
@@ -78,15 +100,20 @@ def _check_file(path: Path) -> int:
     with open(path, "rb") as f:
         head = f.read(12)
         if head[:4] not in _RIFF_MAGIC:
-            return size  # not RIFF: let libsndfile decide (FLAC etc.) and explain on failure
+            return size, None  # not RIFF: let libsndfile decide (FLAC etc.) and explain on failure
         if len(head) < 12 or head[8:12] != b"WAVE":
             raise AudioError(f"{path}: corrupt WAV header (RIFF without a WAVE tag); re-download or re-extract it")
         if head[:4] != b"RIFF":
-            return size  # RIFX (big-endian) / RF64 (64-bit sizes): leave to libsndfile
+            return size, None  # RIFX (big-endian) / RF64 (64-bit sizes): leave to libsndfile
         pos = 12
+        fmt = None
         while pos + 8 <= size:
             f.seek(pos)
             chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"fmt " and chunk_size >= 16:
+                raw = f.read(16)
+                if len(raw) == 16:  # tag, channels, rate, byte rate, block align, bits
+                    fmt = struct.unpack("<HHIIHH", raw)
             if chunk_id == b"data":
                 available = size - pos - 8
                 if chunk_size != _UNKNOWN_SIZE and chunk_size > available:
@@ -94,7 +121,13 @@ def _check_file(path: Path) -> int:
                         f"{path}: truncated WAV: header announces {chunk_size} bytes of audio, "
                         f"file holds {available}; the download or extraction was interrupted, fetch it again"
                     )
-                return size
+                header = None
+                if fmt is not None and chunk_size != _UNKNOWN_SIZE:
+                    tag, channels, rate, _, align, bits = fmt
+                    subtype = _PCM_SUBTYPES.get((tag, bits))
+                    if subtype and channels > 0 and rate > 0 and align == channels * bits // 8:
+                        header = (rate, channels, chunk_size // align, subtype)
+                return size, header
             pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     raise AudioError(f"{path}: corrupt or truncated WAV header (no 'data' chunk); re-download or re-extract it")
 
@@ -110,7 +143,10 @@ def _open_error(path: Path, err: Exception) -> AudioError:
 def wav_info(path: str | os.PathLike) -> WavInfo:
     """Read only the header (cheap: no decoding); same checks for bad files as :func:`read_wav`."""
     path = Path(path)
-    _check_file(path)
+    _, header = _scan_file(path)
+    if header is not None:  # a plain PCM/float WAV: its header was just parsed, no need to open it again
+        rate, channels, frames, subtype = header
+        return WavInfo(str(path), rate, channels, frames, subtype, "WAV")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -187,7 +223,15 @@ def read_wav(
                 )
             fast = n_ch == 1 and sr == sample_rate and max_samples is not None
             in_out = fast and out is not None
-            if in_out:
+            integer = False
+            if in_out and f.subtype == "PCM_16":
+                # 16-bit PCM (all DCASE clips): read the raw int16 samples and scale them in one vectorised
+                # multiply; the same float32 values as libsndfile's own conversion (x / 32768, exact), cheaper.
+                k = min(max_samples, n_frames)
+                raw = f.read(out=_int16_scratch(k))
+                x = np.multiply(raw, _PCM16_SCALE, out=out[: len(raw)])
+                integer = True
+            elif in_out:
                 x = f.read(out=out[: min(max_samples, n_frames)])  # decode straight into the caller's buffer
             elif fast:
                 x = f.read(frames=min(max_samples, n_frames), dtype="float32")
@@ -199,10 +243,10 @@ def read_wav(
         raise AudioError(f"{path}: the WAV holds no samples (0 frames); re-download or re-extract it")
     if x.ndim == 2:
         x = _select_channel(x, channel, path)
-    if not np.isfinite(x).all():
+    if not integer and not np.isfinite(x).all():  # integer PCM is finite by construction
         bad = int((~np.isfinite(x)).sum())
         raise AudioError(f"{path}: {bad} sample(s) are NaN or inf; the file is damaged, regenerate or re-download it")
-    if not allow_silent and not x.any():
+    if not allow_silent and not (raw if integer else x).any():
         raise AudioError(
             f"{path}: all samples are zero (silent recording); check the recording, or pass allow_silent=True to use it"
         )

@@ -193,7 +193,13 @@ def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecut
             return None, f"{p}: {info.channels} channels; set channel=k or channel='mean' in the FeatureConfig"
         return int(np.ceil(info.frames * cfg.sample_rate / info.sample_rate)), None
 
-    for n, err in pool.map(check, paths):
+    def check_all(part: list[str]) -> list[tuple[int | None, str | None]]:
+        return [check(p) for p in part]
+
+    # a few contiguous slices instead of a future per file (the future would cost more than the header read)
+    k = min(8, len(paths))
+    parts = [paths[i * len(paths) // k : (i + 1) * len(paths) // k] for i in range(k)]
+    for n, err in (r for part in pool.map(check_all, parts) for r in part):
         if err is not None:
             problems.append(err)
         else:
