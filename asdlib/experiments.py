@@ -138,20 +138,25 @@ class Embedded:
     class_names: list[str]
 
 
-def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES) -> Embedded:
-    """Run a checkpoint over the normal training clips and all test clips of ``types``."""
+def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, with_train: bool = True) -> Embedded:
+    """Run a checkpoint over all test clips of ``types`` and (for scorers that fit on
+    embeddings, ``with_train``) over their normal training clips."""
     from .checkpoint import load_model
     from .evaluate import extract
 
     model, cfg, meta = load_model(checkpoint, study.device)
     names = list(meta["class_names"])
     index, feats = study.features.index, study.features.features
+    train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
     out = {}
-    for split, idx in (("train", rows(index, types, "train")), ("test", rows(index, types, "test"))):
+    for split, idx in (("train", train_rows), ("test", rows(index, types, "test"))):
         idx = np.sort(idx)
         m = index.iloc[idx].reset_index(drop=True)
         m = m.assign(**{"class": clip_classes(m, names)})
-        logits, emb = extract(model, take(feats, idx), cfg.batch_size, study.device, cfg.crop_frames)
+        if len(idx):
+            logits, emb = extract(model, take(feats, idx), cfg.batch_size, study.device, cfg.crop_frames)
+        else:
+            logits, emb = np.empty((0, len(names)), np.float32), np.empty((0, model.num_features), np.float32)
         out[split] = (m, logits, emb)
     return Embedded(*out["train"], *out["test"], class_names=names)
 
@@ -179,7 +184,9 @@ def evaluate_scores(scores: pd.DataFrame, experiment: str, seed: int, **extra) -
 def evaluate_checkpoint(study, best, experiment: str, selection: str, types: Sequence[str] = MACHINE_TYPES,
                         scorer: str = "softmax") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy per-ID results and per-clip scores of one selected checkpoint (a BestCheckpoint)."""
-    s = score(embed(study, best.path, types), scorer)
+    from .scorers import make_scorer
+
+    s = score(embed(study, best.path, types, with_train=make_scorer(scorer).needs_fit), scorer)
     return evaluate_scores(s, experiment, study.seed, selection=selection, epoch=best.epoch, scorer=scorer), s
 
 
@@ -192,8 +199,6 @@ def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = M
             t, all_scores[sel] = evaluate_checkpoint(study, result.best[sel], experiment, sel, types, scorer)
             tidy.append(t)
     return pd.concat(tidy, ignore_index=True), all_scores
-
-
 
 
 INDIVIDUAL = {f"individual_{t}": (t,) for t in MACHINE_TYPES}  # E1: one model per machine type
