@@ -6,8 +6,8 @@ cache, checkpoints; each keyed by its settings) and writes tables, figures and t
 results under ``results/``. The ``.py`` (jupytext percent) files are the source of truth;
 they are converted to notebooks at run time, so an out-of-date ``.ipynb`` cannot run.
 
-Resumable: a step whose source and parameters have not changed since it last finished is
-skipped, so a run killed in step 5 continues with step 5.
+Resumable: a step whose source, parameters and library code have not changed since it last
+finished is skipped, so a run killed in step 5 continues with step 5.
 """
 from __future__ import annotations
 
@@ -67,6 +67,12 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+def _library_digest() -> str:
+    """Digest of the asdlib sources, so that results never outlive the code that made them."""
+    pkg = Path(__file__).resolve().parent
+    return _digest(*(f"{p.relative_to(pkg)}\x00{p.read_text()}" for p in sorted(pkg.rglob("*.py"))))
+
+
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -113,7 +119,6 @@ def run_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Pa
 
 def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Run the notebooks in order; stop at the first failure; return one timing row per notebook."""
-
     results = Path(cfg.results_dir)
     work = Path(cfg.work_dir)
     for sub in ("executed", "tables", "figures", "tidy"):
@@ -124,12 +129,13 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     data_seconds = time.perf_counter() - t0
     params = {"data_root": data_root, "synthetic": synthetic, "profile": cfg.profile, "device": cfg.device,
               "seed": cfg.seed, "results_dir": str(results.resolve()), "work_dir": str(work.resolve())}
+    code = _library_digest()  # a change to asdlib re-runs the notebooks (their models reuse by settings key)
     state_path = work / "reproduce_state.json"
     state = _load_state(state_path)
     rows: list[dict[str, Any]] = [{"step": "data", "seconds": round(data_seconds, 2), "status": "ran"}]
     for name in cfg.notebooks:
         source = _source_path(cfg, name)
-        key = _digest(source.read_text(), json.dumps(params, sort_keys=True))
+        key = _digest(source.read_text(), json.dumps(params, sort_keys=True), code)
         output = results / "executed" / f"{name}.ipynb"
         done = state.get(name, {})
         if not cfg.force and done.get("key") == key and output.exists():
