@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: the whole notebook sequence on the embedded synthetic dataset, writing results/.
+# Where the 93 real DCASE2020 clips lie beside the checkout, notebooks 01-02 also run on them
+# (results/real_mini/), so real machine sounds can be compared with the synthetic ones.
+MINI ?= ../shared/data/dcase2020-mini
 reproduce: $(STAMP)
 	$(PY) -m asdlib reproduce --profile $(PROFILE) --device $(DEVICE) $(ARGS)
+	@if [ -d "$(MINI)" ]; then \
+	  $(PY) -m asdlib reproduce --data-root $(MINI) --profile $(PROFILE) --device $(DEVICE) \
+	    --only 01_data_exploration,02_feature_extraction --results-dir results/real_mini --work-dir runs/real_mini; \
+	else echo "($(MINI) not found: skipping the real-clip exploration)"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
