@@ -1,7 +1,6 @@
 """Cross-experiment tables for the summary notebook: means against the study, selection rules."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .reference import HMEAN_ROW, MEAN_ROW
@@ -22,7 +21,7 @@ EXPERIMENTS: dict[str, tuple[str | None, str]] = {
 PRIMARY_SELECTION = {"autoencoder": "final", "wavenet": "final"}  # others: the study's rule
 
 
-def _selection(tidy: pd.DataFrame, experiment: str) -> str | None:
+def selection_for(tidy: pd.DataFrame, experiment: str) -> str | None:
     sel = PRIMARY_SELECTION.get(experiment, "dev_auc_pauc")
     if "selection" not in tidy.columns:
         return None
@@ -36,7 +35,7 @@ def means_table(tidy: pd.DataFrame, row: str = MEAN_ROW) -> pd.DataFrame:
     for exp, (ref, label) in EXPERIMENTS.items():
         if exp not in set(tidy["experiment"]):
             continue
-        t = study_table(tidy, exp, reference=ref, selection=_selection(tidy, exp))
+        t = study_table(tidy, exp, reference=ref, selection=selection_for(tidy, exp))
         r = {"experiment": label}
         for c in VALUE_COLUMNS:
             r[c] = t.loc[row, c]

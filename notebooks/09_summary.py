@@ -39,7 +39,6 @@ print(study.data_root, "|", study.data_label, "|", study.device)
 print(study.caption)
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from asdlib import summary
@@ -66,7 +65,7 @@ from asdlib.results import study_table
 
 for exp, (ref, label) in summary.EXPERIMENTS.items():
     if exp in set(tidy["experiment"]):
-        t = study_table(tidy, exp, reference=ref, selection=summary._selection(tidy, exp))
+        t = study_table(tidy, exp, reference=ref, selection=summary.selection_for(tidy, exp))
         display(Markdown(f"### {label}"))
         display(t)
 

@@ -124,7 +124,6 @@ def knocks(per_event: bool) -> Add:
 
 def gear_sidebands(r: Render, rng: np.random.Generator, sr: int) -> np.ndarray:
     """Damaged gear: the mesh whine modulated at the gear's rotation rate (sidebands) plus knocks."""
-    n = len(r.signal)
     ratio = rng.uniform(5.5, 9.5)
     gear_rot = r.shaft_hz / rng.uniform(6, 14)
     mesh = harmonics(r.shaft_hz * ratio, sr, np.array([1.0, 0.5]), rng)
