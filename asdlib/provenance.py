@@ -31,12 +31,16 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_revision(root: Path | None = None) -> dict[str, Any]:
-    """Commit hash and whether the work tree had uncommitted changes (None outside git)."""
+    """Commit hash and whether the code had uncommitted changes (None outside git).
+
+    ``results/`` is left out of the check: a run rewrites the committed results, and that
+    must not make the code that produced them look modified.
+    """
     root = root or repo_root()
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
     if rev.returncode != 0:
