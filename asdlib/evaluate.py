@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .metrics import auc_pauc
+
 if TYPE_CHECKING:
     from .scorers import Scorer
 
@@ -96,17 +98,6 @@ class EvalSet:
             raise ValueError(f"EvalSet has {len(self.features)} feature rows but {len(self.meta)} meta rows")
 
 
-def _auc_pauc(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
-    try:
-        from .metrics import auc_pauc
-    except ImportError:  # the metrics module is optional here; same definition as the evaluator
-        from sklearn.metrics import roc_auc_score
-
-        return float(roc_auc_score(y, s)), float(roc_auc_score(y, s, max_fpr=0.1))
-    auc, pauc = auc_pauc(y, s, max_fpr=0.1)
-    return float(auc), float(pauc)
-
-
 def per_id_metrics(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """Tidy rows (machine_type, machine_id, metric 'AUC'|'pAUC', value) per ID with both labels."""
     df = meta[["machine_type", "machine_id", "label"]].copy()
@@ -116,7 +107,7 @@ def per_id_metrics(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     for (mt, mid), g in df.groupby(["machine_type", "machine_id"], sort=True):
         if g["label"].nunique() < 2:
             continue
-        auc, pauc = _auc_pauc(g["label"].to_numpy(), g["score"].to_numpy())
+        auc, pauc = auc_pauc(g["label"].to_numpy(), g["score"].to_numpy())
         rows += [(mt, mid, "AUC", auc), (mt, mid, "pAUC", pauc)]
     return pd.DataFrame(rows, columns=["machine_type", "machine_id", "metric", "value"])
 

@@ -238,11 +238,10 @@ def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], sav
     return _collect(study, experiment, tidy, scores, runs, save)
 
 
-def run_transfer(study, base: ExperimentResult, experiment: str = "transfer", save: bool = True,
-                 **overrides) -> ExperimentResult:
-    """E5 for each selection rule: fine-tune the classifier of that rule's integrated checkpoint
-    per type, select the fine-tuned checkpoint by the same rule, and evaluate it."""
-    (run,) = base.runs.values()
+def run_transfer(study, run, experiment: str = "transfer", save: bool = True, **overrides) -> ExperimentResult:
+    """E5 for each selection rule: fine-tune the classifier of that rule's checkpoint of the
+    integrated run (a TrainResult) per type, select the fine-tuned checkpoint by the same rule,
+    and evaluate it."""
     runs, tidy, scores = {}, [], {}
     for sel in SELECTIONS:
         if sel not in run.best:

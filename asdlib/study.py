@@ -7,7 +7,7 @@ results as such and writes the provenance beside them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ class Study:
     results_dir: Path
     work_dir: Path
     progress: bool = True
-    _written: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, data_root: str | None = None, synthetic: bool | None = None, profile: str = "smoke",
@@ -86,7 +85,6 @@ class Study:
         from .results import write_table
 
         md, _ = write_table(table, self.results_dir / "tables", name, caption=f"{title}. {self.caption}")
-        self._written.append(str(md))
         return md
 
     def save_figure(self, fig, name: str) -> Path:
@@ -96,7 +94,6 @@ class Study:
             fig.text(0.99, 0.005, "synthetic data", ha="right", va="bottom", fontsize=7, color="0.4")
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
         tmp.replace(path)
-        self._written.append(str(path))
         return path
 
     def save_tidy(self, tidy: pd.DataFrame, name: str) -> Path:
@@ -104,7 +101,6 @@ class Study:
         path = self.results_dir / "tidy" / f"{name}.csv"
         tidy = tidy.assign(data=self.data_label, profile=self.profile.name)
         atomic_write_text(path, tidy.to_csv(index=False))
-        self._written.append(str(path))
         return path
 
     def load_tidy(self, names: list[str] | None = None) -> pd.DataFrame:
@@ -127,7 +123,4 @@ class Study:
 
     def load_scores(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.results_dir / "scores" / f"{name}.csv", dtype={"machine_id": str})
-
-    def written(self) -> list[str]:
-        return list(self._written)
 

@@ -44,7 +44,7 @@ import pandas as pd
 from asdlib.experiments import INTEGRATED, run_experiment, run_transfer
 
 integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
-transfer = run_transfer(study, integrated)
+transfer = run_transfer(study, integrated.runs["integrated"])
 study.save_tidy(transfer.tidy, "05_transfer_learning")
 
 # %%

@@ -41,10 +41,10 @@ print(study.caption)
 
 # %%
 from asdlib.embedding_maps import describe, separability, tsne_maps
-from asdlib.experiments import INTEGRATED, embed, run_experiment
+from asdlib.experiments import embed, train_classifier
 
-integrated = run_experiment(study, "integrated", INTEGRATED, save=False)  # reused from notebook 03
-emb = embed(study, integrated.runs["integrated"].best["dev_auc_pauc"].path)
+integrated = train_classifier(study, "integrated")  # the E2 model, reused from notebook 03
+emb = embed(study, integrated.best["dev_auc_pauc"].path)
 print("embedding size:", emb.test_emb.shape[1])
 
 # %%

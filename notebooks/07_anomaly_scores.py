@@ -42,11 +42,11 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.experiments import INTEGRATED, embed, evaluate_scores, run_experiment, score
+from asdlib.experiments import embed, evaluate_scores, score, train_classifier
 from asdlib.scorers import SCORERS
 
-integrated = run_experiment(study, "integrated", INTEGRATED, save=False)  # reused from notebook 03
-emb = embed(study, integrated.runs["integrated"].best["dev_auc_pauc"].path)
+integrated = train_classifier(study, "integrated")  # the E2 model, reused from notebook 03
+emb = embed(study, integrated.best["dev_auc_pauc"].path)
 tidy = []
 for name in SCORERS:
     s = score(emb, name)

@@ -46,11 +46,11 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.experiments import INTEGRATED, run_experiment, run_reconstruction, run_transfer
+from asdlib.experiments import run_reconstruction
 
 ae = run_reconstruction(study, "autoencoder")
 wavenet = run_reconstruction(study, "wavenet")
-transfer = run_transfer(study, run_experiment(study, "integrated", INTEGRATED, save=False), save=False)  # reused
+transfer_tidy = study.load_tidy(["05_transfer_learning"])  # E5 results of notebook 05
 tidy = pd.concat([ae.tidy, wavenet.tidy], ignore_index=True)
 study.save_tidy(tidy, "08_reconstruction")
 
@@ -75,7 +75,7 @@ t_wn
 # %%
 from asdlib.results import compare_table
 
-both = pd.concat([tidy, transfer.tidy[transfer.tidy.selection == "dev_auc_pauc"].assign(selection="final")],
+both = pd.concat([tidy, transfer_tidy[transfer_tidy.selection == "dev_auc_pauc"].assign(selection="final")],
                  ignore_index=True)
 cmp = pd.concat({f"{ds.capitalize()} {m}": compare_table(both, ["autoencoder", "wavenet", "transfer"], ds, m,
                                                           references={"autoencoder": "baseline_ae"} if ds == "dev" else None)
@@ -103,9 +103,8 @@ for kind, res in (("autoencoder", ae), ("wavenet", wavenet)):
     model, _ = load_recon_model(res.runs[machine_type]["path"])
     maps = {}
     for name, row in pair.items():
-        idx = store.index.index[store.index["relpath"] == row.relpath][0]
         id_ = machine_ids(machine_type).index(row.machine_id) if kind == "wavenet" else None
-        maps[f"{name} ({row.file})"] = reconstruction_map(model, store.features[idx].astype("float32"), id_)
+        maps[f"{name} ({row.file})"] = reconstruction_map(model, store.features[row.name].astype("float32"), id_)
     fig = plots.plot_error_maps(maps, f"{kind}: {machine_type}, normal vs anomalous clip")
     study.save_figure(fig, f"08_error_maps_{kind}")
 
