@@ -54,33 +54,20 @@ def collect_wavs(inputs: list[str]) -> list:
     return files
 
 
-def wav_features(files: list, feature_config: dict | None, progress: bool = False):
+def wav_features(files: list, feature_config: dict | None, progress: bool = False, device: str = "cpu"):
     """Log-mel features ``(N, n_mels, T)`` of WAV files with a checkpoint's feature settings.
 
-    Clips are cut or padded to the training clip length (``duration_s``, ``short_clips``) so
-    the model sees what it was trained on.
+    The same computation as the feature cache the model was trained on: clips are cut or
+    padded to the training clip length (``duration_s``, ``short_clips``); a config without a
+    length crops to the shortest clip, as the cache does.
     """
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..audio import read_wav
-    from ..features import FeatureConfig, LogMel, fit_length
+    from ..audio import wav_info
+    from ..features import FeatureConfig, compute_features
 
     fc = FeatureConfig.from_dict(feature_config) if feature_config else FeatureConfig()
-    logmel = LogMel(fc)
-    out = []
-    with torch.no_grad():
-        for f in tqdm(files, disable=not progress, desc="log-mel", leave=False):
-            wave = read_wav(f, sample_rate=fc.sample_rate, channel=fc.channel, resample=fc.resample)
-            if fc.num_samples is not None:
-                wave = fit_length(wave, fc.num_samples, fc.short_clips, str(f))
-            out.append(logmel(torch.from_numpy(np.ascontiguousarray(wave))[None])[0].numpy())  # (n_mels, T)
-    lengths = {o.shape[-1] for o in out}
-    if len(lengths) > 1:  # no duration in the config: crop to the shortest, as the cache does
-        t = min(lengths)
-        out = [o[:, :t] for o in out]
-    return np.stack(out).astype(np.float32)
+    if fc.duration_s is None:
+        fc = fc.replace(duration_s=min(wav_info(f).duration_s for f in files))
+    return compute_features([str(f) for f in files], fc, device=device, progress=progress)  # float16
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if name not in thresholds:
         raise AsdlibError(f"no calibrated threshold for {name} with scorer {args.scorer} beside {args.model}")
     files = collect_wavs(args.input)
-    x = wav_features(files, meta.get("feature_config"), progress)  # (N, n_mels, T)
+    x = wav_features(files, meta.get("feature_config"), progress, device)  # (N, n_mels, T)
     logits, emb = extract(model, x, args.batch_size, device, cfg.crop_frames, progress=progress)
     if scorer.needs_fit:
-        xt = wav_features(collect_wavs(args.train_input), meta.get("feature_config"), progress)
+        xt = wav_features(collect_wavs(args.train_input), meta.get("feature_config"), progress, device)
         _, emb_t = extract(model, xt, args.batch_size, device, cfg.crop_frames)
         scorer.fit(emb_t, np.full(len(emb_t), cls))
     scores = scorer.score(emb, logits, np.full(len(files), cls))  # (N,)
