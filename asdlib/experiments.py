@@ -49,7 +49,7 @@ def clip_classes(meta: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
 
 def rows(index: pd.DataFrame, types: Iterable[str], part: str, dataset: str | None = None,
          labelled: bool = False) -> np.ndarray:
-    """Row numbers of the feature cache for the given types and split."""
+    """Row numbers of the feature cache for the given types and split, ascending."""
     m = index["machine_type"].isin(list(types)) & (index["part"] == part)
     if dataset is not None:
         m &= index["dataset"] == dataset
@@ -61,8 +61,8 @@ def rows(index: pd.DataFrame, types: Iterable[str], part: str, dataset: str | No
 
 
 def take(features: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Copy rows of the (memory-mapped) cache into RAM, in order."""
-    return np.ascontiguousarray(features[np.sort(idx)]) if len(idx) else np.empty((0, *features.shape[1:]), features.dtype)
+    """Copy rows ``idx`` of the (memory-mapped) cache into RAM, in the order given."""
+    return np.ascontiguousarray(features[idx]) if len(idx) else np.empty((0, *features.shape[1:]), features.dtype)
 
 
 def train_config(study, **overrides):
@@ -75,7 +75,7 @@ def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
     from .evaluate import EvalSet
 
     index = study.features.index
-    dev = np.sort(rows(index, types, "test", "dev", labelled=True))
+    dev = rows(index, types, "test", "dev", labelled=True)
     meta = index.iloc[dev]
     if len(dev) == 0 or meta["label"].nunique() < 2:
         return None
@@ -96,7 +96,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **o
     key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
                        list(types), study.features.key)
     index = study.features.index
-    tr = np.sort(rows(index, types, "train"))
+    tr = rows(index, types, "train")
     if len(tr) == 0:
         raise ValueError(f"no normal training clips for {list(types)} under {study.data_root}")
     x = take(study.features.features, tr)  # (N, M, T)
@@ -117,7 +117,7 @@ def transfer_classifier(study, checkpoint: str | Path, machine_type: str, **over
     cfg = study.profile.finetune | overrides | {"seed": study.seed, "device": study.device}
     key = settings_key(str(checkpoint), cfg, study.features.key)
     index = study.features.index
-    tr = np.sort(rows(index, [machine_type], "train"))
+    tr = rows(index, [machine_type], "train")
     x = take(study.features.features, tr)
     y = clip_classes(index.iloc[tr], names)
     return finetune_classifier(checkpoint, x, y, names, study.work_dir / "models" / f"transfer_{machine_type}-{key}",
@@ -150,7 +150,6 @@ def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, w
     train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
     out = {}
     for split, idx in (("train", train_rows), ("test", rows(index, types, "test"))):
-        idx = np.sort(idx)
         m = index.iloc[idx].reset_index(drop=True)
         m = m.assign(**{"class": clip_classes(m, names)})
         if len(idx):
@@ -276,7 +275,7 @@ def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
     runs, scores, tidy = {}, [], []
     for t in MACHINE_TYPES:
         ids = {mid: k for k, mid in enumerate(machine_ids(t))}
-        tr, te = np.sort(rows(index, [t], "train")), np.sort(rows(index, [t], "test"))
+        tr, te = rows(index, [t], "train"), rows(index, [t], "test")
         if len(tr) == 0 or len(te) == 0:
             continue
         wcfg = WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | prof.wavenet_model)) if kind == "wavenet" else None
