@@ -8,7 +8,7 @@ PROFILE ?= smoke
 DEVICE  ?= cpu
 ARGS    ?=
 
-.PHONY: reproduce test venv lab notebooks-sync clean-results
+.PHONY: reproduce test lint venv lab notebooks-sync clean-results
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# Correctness and import order only (ruff.toml); no style rules.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

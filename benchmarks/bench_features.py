@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from asdlib.cache import build_feature_cache
-    from asdlib.features import FeatureConfig
-    from asdlib.utils import resolve_device
+    from asdlib.core.utils import resolve_device
+    from asdlib.features.cache import build_feature_cache
+    from asdlib.features.logmel import FeatureConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,12 +1,12 @@
 """Training throughput (clips/s) and peak memory per backbone at the study's input size.
 
 Input: log-mel 1 x 128 mels x 313 frames (10 s at hop 512), batch 64, the trainer's own
-step (:func:`asdlib.train.make_batch` + :func:`asdlib.train.train_step`: mixup, margin
+step (:func:`asdlib.classify.train.make_batch` + :func:`asdlib.classify.train.train_step`: mixup, margin
 loss, Adam, schedule). Each model runs in a fresh subprocess so that the CPU peak
 (``ru_maxrss``) is that model's alone.
 
 On CUDA two feeds are timed: ``resident`` (a float16 feature array resident on the GPU,
-gathered by random index per batch, as :func:`asdlib.train.fit` does) and ``synthetic``
+gathered by random index per batch, as :func:`asdlib.classify.train.fit` does) and ``synthetic``
 (a float32 batch already on the GPU: the upper bound with no input pipeline at all).
 On CPU only ``resident`` is timed (the features in host memory: there is no transfer).
 
@@ -31,8 +31,9 @@ def bench_one(model_name: str, device: str, steps: int, warmup: int, batch: int,
     import numpy as np
     import torch
 
-    from asdlib.losses import build_loss
-    from asdlib.train import TrainConfig, build_model, make_batch, train_step
+    from asdlib.classify.config import TrainConfig, build_model
+    from asdlib.classify.losses import build_loss
+    from asdlib.classify.train import make_batch, train_step
 
     if threads:
         torch.set_num_threads(threads)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
            "cpu_count": __import__("os").cpu_count()}
     print(json.dumps({"environment": env}))
     if args.json:
-        from asdlib.utils import atomic_write_text
+        from asdlib.core.utils import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({"environment": env, "rows": rows}, indent=2))
     return 0

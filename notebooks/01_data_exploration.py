@@ -32,7 +32,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -72,8 +72,8 @@ summary
 # %%
 import torch
 
-from asdlib.audio import read_wav
-from asdlib.features import FeatureConfig, LogMel
+from asdlib.data.audio import read_wav
+from asdlib.features.logmel import FeatureConfig, LogMel
 
 fcfg = FeatureConfig()
 logmel = LogMel(fcfg)
@@ -93,7 +93,7 @@ study.save_figure(fig, "01_examples")
 # Audio players for the same clips (normal first, then anomalous).
 
 # %%
-from IPython.display import Audio, HTML, display
+from IPython.display import HTML, Audio, display
 
 for machine_type, pair in examples.items():
     for kind, (wave, _, name) in pair.items():

@@ -31,7 +31,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -44,7 +44,7 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.features import FeatureConfig
+from asdlib.features.logmel import FeatureConfig
 
 fcfg = FeatureConfig()
 settings = pd.Series(fcfg.to_dict(), name="value").astype(str).to_frame()

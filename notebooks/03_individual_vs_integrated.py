@@ -39,7 +39,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -55,9 +55,9 @@ print(study.caption)
 # %%
 import matplotlib.pyplot as plt
 
-from asdlib.experiments import train_config
-from asdlib.schedule import plot_schedule
-from asdlib.train import TrainConfig
+from asdlib.classify.config import TrainConfig
+from asdlib.classify.schedule import plot_schedule
+from asdlib.study.experiments import train_config
 
 fig, axes = plt.subplots(1, 2, figsize=(15, 3.2))
 plot_schedule(TrainConfig().schedule_config(), 150, ax=axes[0])
@@ -71,7 +71,7 @@ study.save_figure(fig, "03_schedule")
 # ## Train (or reuse) the models
 
 # %%
-from asdlib.experiments import INDIVIDUAL, INTEGRATED, run_experiment
+from asdlib.study.experiments import INDIVIDUAL, INTEGRATED, run_experiment
 
 individual = run_experiment(study, "individual", INDIVIDUAL)
 integrated = run_experiment(study, "integrated", INTEGRATED)
@@ -86,7 +86,7 @@ study.save_tidy(tidy, "03_individual_vs_integrated")
 # ## E1: six individual models
 
 # %%
-from asdlib.results import study_table
+from asdlib.report.tables import study_table
 
 t1 = study_table(tidy, "individual", reference="individual", selection="dev_auc_pauc")
 study.save_table(t1, "E1_individual", "E1: six individual models (AUC / pAUC %, checkpoint by the study's rule), beside the study's figures")
@@ -105,7 +105,7 @@ t2
 
 # %%
 from asdlib import plots
-from asdlib.results import compare_table
+from asdlib.report.tables import compare_table
 
 side = pd.concat({ds: compare_table(tidy[tidy.selection == "dev_auc_pauc"], ["individual", "integrated"], ds, "AUC")
                   for ds in ("dev", "eval")}, axis=1)

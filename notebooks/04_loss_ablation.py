@@ -33,7 +33,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -44,7 +44,7 @@ print(study.caption)
 import pandas as pd
 from IPython.display import display
 
-from asdlib.experiments import INTEGRATED, run_experiment
+from asdlib.study.experiments import INTEGRATED, run_experiment
 
 integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
 ls0 = run_experiment(study, "ls0", INTEGRATED, label_smoothing=0.0)
@@ -62,7 +62,7 @@ study_rule = tidy_all[tidy_all.selection == "dev_auc_pauc"]
 # AUC and pAUC (%) per machine type with Mean and Harmonic Mean rows; the study's figure beside each.
 
 # %%
-from asdlib.results import compare_table
+from asdlib.report.tables import compare_table
 
 refs = {"softmax": "softmax", "cosface": "cosface", "integrated": "integrated", "focal": "focal"}
 losses = ["softmax", "cosface", "integrated", "focal"]
@@ -78,7 +78,7 @@ for ds in ("dev", "eval"):
 # ## E4 per loss, in the study's table format
 
 # %%
-from asdlib.results import study_table
+from asdlib.report.tables import study_table
 
 for exp in ("softmax", "cosface"):
     t = study_table(tidy, exp, reference=exp, selection="dev_auc_pauc")

@@ -31,7 +31,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -41,14 +41,14 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.experiments import INTEGRATED, run_experiment, run_transfer
+from asdlib.study.experiments import INTEGRATED, run_experiment, run_transfer
 
 integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
 transfer = run_transfer(study, integrated.runs["integrated"])
 study.save_tidy(transfer.tidy, "05_transfer_learning")
 
 # %%
-from asdlib.results import compare_table, study_table
+from asdlib.report.tables import compare_table, study_table
 
 t5 = study_table(transfer.tidy, "transfer", reference="transfer", selection="dev_auc_pauc")
 study.save_table(t5, "E5_transfer", "E5: integrated pre-training, classifier fine-tuned per type (AUC / pAUC %), beside the study's figures")

@@ -32,7 +32,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -40,8 +40,8 @@ print(study.data_root, "|", study.data_label, "|", study.device)
 print(study.caption)
 
 # %%
-from asdlib.embedding_maps import describe, separability, tsne_maps
-from asdlib.experiments import embed, train_classifier
+from asdlib.study.embedding_maps import describe, separability, tsne_maps
+from asdlib.study.experiments import embed, train_classifier
 
 integrated = train_classifier(study, "integrated")  # the E2 model, reused from notebook 03
 emb = embed(study, integrated.best["dev_auc_pauc"].path)

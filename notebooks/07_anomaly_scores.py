@@ -17,7 +17,7 @@
 # # 07 · Anomaly scorers on the integrated model
 #
 # The study scores a clip by `1 - p(own ID)` and plans alternatives. Here every scorer of
-# `asdlib.scorers` runs on the same integrated model (the checkpoint the study's rule selects):
+# `asdlib.classify.scorers` runs on the same integrated model (the checkpoint the study's rule selects):
 # softmax (the study), negative log-probability, cosine distance to the ID's centroid of
 # normal training embeddings, k-nearest-neighbour distance, GMM, LOF and Mahalanobis. All are
 # fitted on normal training clips only.
@@ -32,7 +32,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -42,8 +42,8 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.experiments import embed, evaluate_scores, score, train_classifier
-from asdlib.scorers import SCORERS
+from asdlib.classify.scorers import SCORERS
+from asdlib.study.experiments import embed, evaluate_scores, score, train_classifier
 
 integrated = train_classifier(study, "integrated")  # the E2 model, reused from notebook 03
 emb = embed(study, integrated.best["dev_auc_pauc"].path)
@@ -56,7 +56,7 @@ tidy = pd.concat(tidy, ignore_index=True)
 study.save_tidy(tidy, "07_anomaly_scores")
 
 # %%
-from asdlib.results import compare_table
+from asdlib.report.tables import compare_table
 
 names = [f"scorer_{n}" for n in SCORERS]
 tables = {}

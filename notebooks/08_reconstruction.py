@@ -36,7 +36,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -46,7 +46,7 @@ print(study.caption)
 # %%
 import pandas as pd
 
-from asdlib.experiments import run_reconstruction
+from asdlib.study.experiments import run_reconstruction
 
 ae = run_reconstruction(study, "autoencoder")
 wavenet = run_reconstruction(study, "wavenet")
@@ -58,7 +58,7 @@ study.save_tidy(tidy, "08_reconstruction")
 # ## The autoencoder against the baseline's published development figures
 
 # %%
-from asdlib.results import study_table
+from asdlib.report.tables import study_table
 
 t_ae = study_table(tidy, "autoencoder", reference="baseline_ae")
 study.save_table(t_ae, "08_autoencoder", "DCASE2020 baseline autoencoder (AUC / pAUC %), beside its published dev figures (study)")
@@ -73,7 +73,7 @@ t_wn
 # ## Reconstruction vs ID classification on the same splits
 
 # %%
-from asdlib.results import compare_table
+from asdlib.report.tables import compare_table
 
 both = pd.concat([tidy, transfer_tidy[transfer_tidy.selection == "dev_auc_pauc"].assign(selection="final")],
                  ignore_index=True)
@@ -92,7 +92,7 @@ cmp
 
 # %%
 from asdlib import explore, plots
-from asdlib.machines import machine_ids
+from asdlib.core.machines import machine_ids
 from asdlib.recon import load_recon_model, reconstruction_map
 
 store = study.features

@@ -31,7 +31,7 @@ results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study import Study
+from asdlib.study.context import Study
 
 study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
                    results_dir=results_dir, work_dir=work_dir)
@@ -61,7 +61,7 @@ means
 # ## Every experiment in the study's table format
 
 # %%
-from asdlib.results import study_table
+from asdlib.report.tables import study_table
 
 for exp, (ref, label) in summary.EXPERIMENTS.items():
     if exp in set(tidy["experiment"]):
@@ -82,7 +82,7 @@ sel
 # ## Bootstrap confidence intervals (95 %, type means)
 
 # %%
-from asdlib.metrics import bootstrap_ci
+from asdlib.report.metrics import bootstrap_ci
 
 for exp in ("integrated", "transfer"):
     scores = study.load_scores(f"{exp}__dev_auc_pauc")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asdlib.audio import read_wav, wav_info
-from asdlib.errors import AudioError
+from asdlib.core.errors import AudioError
+from asdlib.data.audio import read_wav, wav_info
 
 
 def _tone(n: int, freq: float, sr: int = 16000, amp: float = 0.3) -> np.ndarray:

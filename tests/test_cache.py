@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-import asdlib.cache as cache_mod
-import asdlib.features as features_mod
-from asdlib.cache import build_feature_cache, cache_key, default_cache_dir, load_feature_cache
+import asdlib.features.cache as cache_mod
+import asdlib.features.logmel as features_mod
+from asdlib.core.errors import AudioError, CacheError
 from asdlib.data.index import index_dataset
-from asdlib.errors import AudioError, CacheError
-from asdlib.features import FeatureConfig, LogMel, num_frames
+from asdlib.features.cache import build_feature_cache, cache_key, default_cache_dir, load_feature_cache
+from asdlib.features.logmel import FeatureConfig, LogMel, num_frames
 
 
 def _build(index: pd.DataFrame, cache_dir: Path, cfg: FeatureConfig = FeatureConfig()):
@@ -182,7 +182,7 @@ def test_default_cache_dir_and_empty_index(tmp_path: Path, monkeypatch: pytest.M
 
 def test_features_command_builds_then_reuses(tiny_dataset: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from asdlib.cli import main
+    from asdlib.cli.main import main
 
     argv = ["features", "--root", str(tiny_dataset), "--cache-dir", str(tmp_path / "c"), "--device", "cpu",
             "--types", "fan", "--no-progress"]

@@ -5,10 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asdlib.dcase_io import (anomaly_score_filename, decision_result_filename, read_anomaly_scores,
-                             read_decisions, read_type_result, write_anomaly_scores, write_decisions,
-                             write_type_result)
-from asdlib.metrics import evaluate
+from asdlib.report.dcase_io import (
+    anomaly_score_filename,
+    decision_result_filename,
+    read_anomaly_scores,
+    read_decisions,
+    read_type_result,
+    write_anomaly_scores,
+    write_decisions,
+    write_type_result,
+)
+from asdlib.report.metrics import evaluate
 
 
 def test_filenames() -> None:

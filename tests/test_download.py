@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from asdlib.cli import main
+from asdlib.cli.main import main
+from asdlib.core.errors import ConfigError, DownloadError
 from asdlib.data.download import download, is_done
 from asdlib.data.index import index_dataset
 from asdlib.data.zenodo import FILES, ZenodoFile, file_url, select_files
-from asdlib.errors import ConfigError, DownloadError
 
 FAST = dict(progress=False, chunk_size=512, timeout=5.0, retry_wait=0.0)
 

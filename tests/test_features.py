@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asdlib.errors import AudioError, ConfigError
-from asdlib.features import FeatureConfig, LogMel, compute_features, fit_length, mel_frequencies, num_frames
+from asdlib.core.errors import AudioError, ConfigError
+from asdlib.features.logmel import FeatureConfig, LogMel, compute_features, fit_length, mel_frequencies, num_frames
 
 SR = 16000
 

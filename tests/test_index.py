@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from asdlib.cli import main
+from asdlib.cli.main import main
+from asdlib.core.errors import DatasetLayoutError
 from asdlib.data.index import COLUMNS, index_dataset, pivot_summary, read_ground_truth, summarize_index
-from asdlib.errors import DatasetLayoutError
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcase2020-mini"
 

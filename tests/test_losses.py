@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asdlib.augment import mixup
-from asdlib.errors import ConfigError
-from asdlib.losses import (
+from asdlib.classify.augment import mixup
+from asdlib.classify.losses import (
     LOSS_KINDS,
     LossConfig,
     MarginLoss,
@@ -18,6 +17,7 @@ from asdlib.losses import (
     build_loss,
     needs_cosine_head,
 )
+from asdlib.core.errors import ConfigError
 
 S = 30.0
 

@@ -9,8 +9,15 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from asdlib.metrics import (auc_pauc, auc_pauc_batch, bootstrap_ci, evaluate, harmonic_mean, overall_means,
-                            type_means)
+from asdlib.report.metrics import (
+    auc_pauc,
+    auc_pauc_batch,
+    bootstrap_ci,
+    evaluate,
+    harmonic_mean,
+    overall_means,
+    type_means,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

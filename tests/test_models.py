@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asdlib.errors import ConfigError
-from asdlib.losses import LOSS_KINDS, LossConfig, build_loss, needs_cosine_head
+from asdlib.classify.losses import LOSS_KINDS, LossConfig, build_loss, needs_cosine_head
+from asdlib.core.errors import ConfigError
 from asdlib.models import available_models, create_model
 
 MODELS = ["resnet50", "iresnet50", "mobilenetv2"]

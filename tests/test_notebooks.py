@@ -7,7 +7,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from asdlib.pipeline import NOTEBOOKS
+from asdlib.study.pipeline import NOTEBOOKS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMETERS = {"data_root", "synthetic", "profile", "device", "seed", "results_dir", "work_dir"}

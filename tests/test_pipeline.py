@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from asdlib.errors import AsdlibError
-from asdlib.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
+from asdlib.core.errors import AsdlibError
+from asdlib.study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT.parent / "shared" / "data" / "dcase2020-mini"

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asdlib.audio import read_wav, wav_info
-from asdlib.cache import build_feature_cache
+from asdlib.data.audio import read_wav, wav_info
 from asdlib.data.index import index_dataset
-from asdlib.features import FeatureConfig, num_frames
+from asdlib.features.cache import build_feature_cache
+from asdlib.features.logmel import FeatureConfig, num_frames
 
 MINI = Path(__file__).resolve().parents[2] / "shared/data/dcase2020-mini"
 pytestmark = [

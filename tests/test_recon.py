@@ -6,11 +6,26 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from asdlib.errors import CacheError, ConfigError
-from asdlib.recon import (AutoencoderConfig, ClipBatches, DenseAutoencoder, FrameVectorStream, ReconConfig,
-                          WaveNetConfig, WaveNetPredictor, baseline_param_count, fit_autoencoder, fit_wavenet,
-                          load_recon_model, mel_stats, reconstruction_map, score_autoencoder, score_wavenet,
-                          split_rows, stack_frames)
+from asdlib.core.errors import CacheError, ConfigError
+from asdlib.recon import (
+    AutoencoderConfig,
+    ClipBatches,
+    DenseAutoencoder,
+    FrameVectorStream,
+    ReconConfig,
+    WaveNetConfig,
+    WaveNetPredictor,
+    baseline_param_count,
+    fit_autoencoder,
+    fit_wavenet,
+    load_recon_model,
+    mel_stats,
+    reconstruction_map,
+    score_autoencoder,
+    score_wavenet,
+    split_rows,
+    stack_frames,
+)
 
 torch.set_num_threads(1)
 

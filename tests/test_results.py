@@ -6,11 +6,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from asdlib.machines import MACHINE_TYPES, machine_ids
-from asdlib.reference import (KNOWN_SOURCE_DISCREPANCIES, REFERENCE_EXPERIMENTS, reference_table,
-                              reference_value)
-from asdlib.results import (VALUE_COLUMNS, compare_table, read_tidy, study_table, table_markdown, to_tidy,
-                            write_table, write_tidy)
+from asdlib.core.machines import MACHINE_TYPES, machine_ids
+from asdlib.report.reference import KNOWN_SOURCE_DISCREPANCIES, REFERENCE_EXPERIMENTS, reference_table, reference_value
+from asdlib.report.tables import (
+    VALUE_COLUMNS,
+    compare_table,
+    read_tidy,
+    study_table,
+    table_markdown,
+    to_tidy,
+    write_table,
+    write_tidy,
+)
 
 ROWS = [*MACHINE_TYPES, "Mean", "Harmonic Mean"]
 

@@ -8,8 +8,8 @@ import matplotlib
 import pytest
 import torch
 
-from asdlib.errors import ConfigError
-from asdlib.schedule import ScheduleConfig, WarmupCosineRestarts, cycle_ends, cycle_of, lr_at, plot_schedule
+from asdlib.classify.schedule import ScheduleConfig, WarmupCosineRestarts, cycle_ends, cycle_of, lr_at, plot_schedule
+from asdlib.core.errors import ConfigError
 
 STUDY = ScheduleConfig(max_lr=2e-4, T_up=2, T_0=10, T_mult=2)
 

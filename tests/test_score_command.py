@@ -7,12 +7,13 @@ import pytest
 import soundfile as sf
 from sklearn.metrics import roc_auc_score
 
-from asdlib.cli import main
-from asdlib.commands.score import collect_wavs, wav_features
-from asdlib.errors import AsdlibError, CacheError
-from asdlib.features import FeatureConfig
-from asdlib.threshold import calibrate, gamma_threshold, load_thresholds
-from asdlib.train import TrainConfig, fit
+from asdlib.classify.config import TrainConfig
+from asdlib.classify.threshold import calibrate, gamma_threshold, load_thresholds
+from asdlib.classify.train import fit
+from asdlib.cli.main import main
+from asdlib.cli.score import collect_wavs, wav_features
+from asdlib.core.errors import AsdlibError, CacheError
+from asdlib.features.logmel import FeatureConfig
 
 SR = 16_000
 FC = FeatureConfig(n_fft=256, win_length=256, hop_length=128, n_mels=16, duration_s=0.25)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from asdlib.errors import AsdlibError
-from asdlib.scorers import SCORERS, make_scorer
+from asdlib.classify.scorers import SCORERS, make_scorer
+from asdlib.core.errors import AsdlibError
 
 D, C = 16, 3
 

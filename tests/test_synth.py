@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 from asdlib import machines as M
+from asdlib.core.errors import AsdlibError, ConfigError
 from asdlib.data import synth
 from asdlib.data.synth import PROFILES, ClipJob, SynthProfile, clip_rng, generate_dataset, render_clip
-from asdlib.errors import AsdlibError, ConfigError
 
 TINY = SynthProfile("tiny", clip_seconds=0.25, n_train=2, n_test_normal=2, n_test_anomaly=1)
 
@@ -145,7 +145,7 @@ def test_idempotent_and_overwrite(tmp_path: Path):
 
 
 def test_cli(tmp_path: Path, monkeypatch, capsys):
-    from asdlib.cli import main
+    from asdlib.cli.main import main
 
     monkeypatch.setitem(synth.PROFILES, "smoke", TINY)
     assert main(["synth", "--root", str(tmp_path / "s"), "--types", "pump", "--seed", "4", "--quiet"]) == 0

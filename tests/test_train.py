@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from asdlib.checkpoint import load_checkpoint, load_model
-from asdlib.errors import AsdlibError, CacheError, ConfigError
-from asdlib.evaluate import EvalSet, window_starts
-from asdlib.train import TrainConfig, fit
-from asdlib.transfer import finetune_classifier
+from asdlib.classify.checkpoint import load_checkpoint, load_model
+from asdlib.classify.config import TrainConfig
+from asdlib.classify.evaluate import EvalSet
+from asdlib.classify.inference import window_starts
+from asdlib.classify.train import fit
+from asdlib.classify.transfer import finetune_classifier
+from asdlib.core.errors import AsdlibError, CacheError, ConfigError
 
 C, N_PER, M, T = 3, 16, 16, 24
 
@@ -152,8 +154,8 @@ def test_window_starts_cover_the_clip():
 
 
 def test_extract_averages_sliding_windows():
-    from asdlib.evaluate import extract, model_outputs
-    from asdlib.train import build_model
+    from asdlib.classify.config import build_model
+    from asdlib.classify.inference import extract, model_outputs
 
     torch.manual_seed(0)
     model = build_model(tiny_cfg(), C).eval()

@@ -31,9 +31,9 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from ..errors import DatasetLayoutError, DownloadError
-from ..machines import GROUND_TRUTH_FILE
-from ..utils import atomic_write_text
+from ..core.errors import DatasetLayoutError, DownloadError
+from ..core.machines import GROUND_TRUTH_FILE
+from ..core.utils import atomic_write_text
 from .index import read_ground_truth
 from .zenodo import DOWNLOAD_PARTS, ZenodoFile, file_url, select_files
 

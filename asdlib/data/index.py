@@ -26,8 +26,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..errors import ConfigError, DatasetLayoutError
-from ..machines import (
+from ..core.errors import ConfigError, DatasetLayoutError
+from ..core.machines import (
     DATASET_DIRS,
     DATASETS,
     EVAL_IDS,

@@ -25,9 +25,17 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import AsdlibError, ConfigError
-from ..machines import CLIP_SECONDS, DATASET_DIRS, GROUND_TRUTH_FILE, MACHINE_TYPES, SAMPLE_RATE, check_type, machine_ids
-from ..utils import atomic_write_text
+from ..core.errors import AsdlibError, ConfigError
+from ..core.machines import (
+    CLIP_SECONDS,
+    DATASET_DIRS,
+    GROUND_TRUTH_FILE,
+    MACHINE_TYPES,
+    SAMPLE_RATE,
+    check_type,
+    machine_ids,
+)
+from ..core.utils import atomic_write_text
 
 SYNTH_VERSION = 1  # bump when the sound or fault models change, so old manifests stop matching
 MANIFEST_FILE = "synth_manifest.json"

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..errors import ConfigError
-from ..machines import MACHINE_TYPES
+from ..core.errors import ConfigError
+from ..core.machines import MACHINE_TYPES
 
 DEFAULT_BASE_URL = "https://zenodo.org/record"
 BASE_URL_ENV = "ASDLIB_ZENODO_URL"

@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .heads import HEADS
 from .iresnet import iresnet50
 from .mobilenetv2 import mobilenetv2
@@ -57,7 +57,7 @@ def create_model(
         embedding_dim: size of the embedding that ``forward_head(f, pre_logits=True)``
             returns (2048 as in the study; ResNet50 projects its pooled features when
             they differ, MobileNetV2 sizes its last conv to it).
-        head: "linear" or "cosine" (use :func:`asdlib.losses.needs_cosine_head`).
+        head: "linear" or "cosine" (use :func:`asdlib.classify.losses.needs_cosine_head`).
         scale: logit scale of the cosine head (ArcFace s = 30).
         dropout: None gives the model's default (resnet50 0.0, iresnet50 0.4, mobilenetv2 0.2).
         **kwargs: model-specific options (``zero_init_residual``, ``norm_layer``,

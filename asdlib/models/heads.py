@@ -6,7 +6,7 @@ inference probability (the anomaly score is ``1 - softmax[own ID]``).
 * ``LinearHead``: a plain fully connected layer (softmax cross-entropy, E4 "softmax").
 * ``CosineHead``: ``scale * cos(embedding, w_c)``, clamped to [-1, 1] before scaling.
   The margin (CosFace, ArcFace) is *not* applied here: it belongs to the loss and to
-  training only (see :mod:`asdlib.losses`), so evaluation never sees a margin. The head
+  training only (see :mod:`asdlib.classify.losses`), so evaluation never sees a margin. The head
   exposes ``scale`` so that the loss can recover ``cos = logits / scale``.
 
 ``EmbeddingClassifier`` is the timm-like base class of all backbones: subclasses write
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 HEADS = ("linear", "cosine")
 

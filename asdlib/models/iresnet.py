@@ -34,7 +34,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .heads import EmbeddingClassifier, InputNorm
 from .resnet import conv1x1, conv3x3, scaled
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .heads import EmbeddingClassifier, InputNorm
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.

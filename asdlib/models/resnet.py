@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .heads import EmbeddingClassifier, InputNorm
 
 NormLayer = Callable[[int], nn.Module]

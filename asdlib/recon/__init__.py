@@ -8,8 +8,16 @@
 """
 from .autoencoder import AutoencoderConfig, DenseAutoencoder, baseline_param_count
 from .frames import ClipBatches, FrameVectorStream, mel_stats, stack_frames
-from .train import (ReconConfig, fit_autoencoder, fit_wavenet, load_recon_model, reconstruction_map,
-                    score_autoencoder, score_wavenet, split_rows)
+from .train import (
+                    ReconConfig,
+                    fit_autoencoder,
+                    fit_wavenet,
+                    load_recon_model,
+                    reconstruction_map,
+                    score_autoencoder,
+                    score_wavenet,
+                    split_rows,
+)
 from .wavenet import WaveNetConfig, WaveNetPredictor
 
 __all__ = [

@@ -17,7 +17,7 @@ are trainable and 2,064 are BatchNorm moving means/variances (buffers here);
 
 Features: the baseline computes ``librosa.feature.melspectrogram(n_fft=1024, hop=512,
 n_mels=128, power=2)`` and ``10*log10(mel + eps)`` with centred frames (313 per 10 s clip,
-so 309 vectors), dropping no frames. The default :class:`asdlib.features.FeatureConfig`
+so 309 vectors), dropping no frames. The default :class:`asdlib.features.logmel.FeatureConfig`
 of the cache reproduces that (Slaney mel scale and norm, centre with reflect padding as
 librosa < 0.10, the same eps floor, no top_db), so the vectors are the baseline's, with two
 exceptions: the cache stores float16 (steps of 0.03-0.06 dB for magnitudes of 32-128 dB, far below the
@@ -52,11 +52,11 @@ class AutoencoderConfig:
         return [self.input_dim, *side, self.bottleneck, *side, self.input_dim]
 
 
-def baseline_param_count(cfg: AutoencoderConfig = AutoencoderConfig()) -> dict[str, int]:
+def baseline_param_count(cfg: AutoencoderConfig | None = None) -> dict[str, int]:
     """Parameter counts by formula: Dense ``i*o + o`` per layer, BatchNorm ``2*o`` trainable
     (gamma, beta) plus ``2*o`` moving statistics for every hidden layer (Keras counts those
     as non-trainable params)."""
-    sizes = cfg.layer_sizes()
+    sizes = (cfg or AutoencoderConfig()).layer_sizes()
     dense = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
     hidden_units = sum(sizes[1:-1])
     return {"dense": dense, "bn_trainable": 2 * hidden_units, "bn_moving": 2 * hidden_units,

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def stack_frames(logmel: np.ndarray | torch.Tensor, n_frames: int = 5) -> np.ndarray | torch.Tensor:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import CacheError, ConfigError
-from ..utils import atomic_save_torch, resolve_device, set_seed
+from ..core.errors import CacheError, ConfigError
+from ..core.utils import atomic_save_torch, resolve_device, set_seed
 from .autoencoder import AutoencoderConfig, DenseAutoencoder
 from .frames import ClipBatches, FrameVectorStream, mel_stats, read_clips, stack_frames
 from .wavenet import WaveNetConfig, WaveNetPredictor
@@ -45,7 +45,7 @@ class ReconConfig:
     deterministic: bool = False
 
     @classmethod
-    def wavenet_defaults(cls, **kw) -> "ReconConfig":
+    def wavenet_defaults(cls, **kw) -> ReconConfig:
         base = dict(epochs=30, batch_size=16, lr=1e-3, adam_eps=1e-8, grad_clip=1.0, val_split="random")
         return cls(**{**base, **kw})
 

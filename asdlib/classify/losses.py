@@ -1,0 +1,193 @@
+"""Losses of the ID classifier, in three small steps (after insightface's arcface_torch).
+
+1. **Cosine logits** come from the model's :class:`~asdlib.models.heads.CosineHead`
+   (``scale * cos``); the loss recovers ``cos = logits / scale``.
+2. **Margin** edits only the target logit: none, CosFace ``cos - m``, or ArcFace
+   ``cos(theta + m)``. ArcFace is computed in the *differentiable* form
+   ``cos*cos(m) - sin*sin(m)`` (current insightface applies its margin under
+   ``torch.no_grad()``, so the margin gets no gradient). When ``theta + m > pi`` the
+   angle would wrap round and the "penalised" logit would grow again, so the usual
+   fallback ``cos - m*sin(m)`` (a CosFace-like margin, monotone in theta) is used there.
+3. **Criterion**: cross-entropy with label smoothing, or focal loss (alpha, gamma) with
+   the same label smoothing.
+
+Soft targets (from mixup) generalise both the margin and the criterion:
+
+* margin: the edited cosine of class c is ``cos_c + t_c * (margin(cos_c) - cos_c)``,
+  i.e. each class receives its target share of the margin; for one-hot targets this is
+  exactly the standard margin on the target class;
+* smoothing: ``t' = (1 - eps) * t + eps / C``, then ``-sum_c t'_c log p_c``; for one-hot
+  targets this equals ``F.cross_entropy(..., label_smoothing=eps)``;
+* focal: ``-sum_c t'_c * alpha * (1 - p_c)**gamma * log p_c`` (gamma 0, alpha 1 gives
+  cross-entropy).
+
+Kinds: "softmax" (plain CE on a linear head; E4 softmax row), "cosface", "arcface"
+(cosine head + margin), "focal". **The focal row uses the cosine head with no margin**:
+in the study's loss ablation the softmax row is the one that changes backbone (bottleneck
+ResNet50); the others share the IR backbone with its cosine head and change only the
+loss, so focal is read as "criterion changed, margin removed". Any other combination
+(e.g. ArcFace margin + focal) can be built with :class:`MarginLoss` directly.
+
+Margins: ArcFace 0.05 (the study; 0.5 gave almost the same). CosFace uses the same
+``margin`` field; the CosFace paper's 0.35 is common, but the study does not state its
+value, so the default is the study's single margin 0.05 and a run may set 0.35.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.errors import ConfigError
+
+LOSS_KINDS = ("softmax", "cosface", "arcface", "focal")
+
+
+@dataclass
+class LossConfig:
+    kind: str = "arcface"
+    scale: float = 30.0  # must equal the cosine head's scale
+    margin: float = 0.05
+    label_smoothing: float = 0.05
+    focal_alpha: float = 1.0
+    focal_gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            raise ConfigError(f"unknown loss {self.kind!r}; choose one of {LOSS_KINDS}")
+        if self.scale <= 0:
+            raise ConfigError(f"loss scale must be > 0, got {self.scale}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.margin < 0 or (self.kind == "arcface" and self.margin >= math.pi / 2):
+            raise ConfigError(f"margin must be >= 0 (ArcFace: < pi/2), got {self.margin}")
+        if self.focal_gamma < 0 or self.focal_alpha <= 0:
+            raise ConfigError(f"focal needs gamma >= 0 and alpha > 0, got {self.focal_gamma}, {self.focal_alpha}")
+
+
+def needs_cosine_head(kind: str) -> bool:
+    """Whether the loss ``kind`` expects the model's cosine head (all but "softmax")."""
+    if kind not in LOSS_KINDS:
+        raise ConfigError(f"unknown loss {kind!r}; choose one of {LOSS_KINDS}")
+    return kind != "softmax"
+
+
+# --- step 2: margins on the cosine of the target ------------------------------------
+
+
+def cosface_margin(cos: Tensor, m: float) -> Tensor:
+    return cos - m
+
+
+def arcface_margin(cos: Tensor, m: float) -> Tensor:
+    """``cos(theta + m)`` with a gradient through the margin; fallback past ``pi - m``."""
+    # Clamp only inside the sine: the linear term keeps its gradient even at |cos| = 1
+    # (logits / scale can overshoot 1 by a rounding error). The tiny floor keeps
+    # d(sin)/d(cos) = -cos/sin finite at theta = 0 and theta = pi.
+    c = cos.clamp(-1.0, 1.0)
+    sin = torch.sqrt((1.0 - c * c).clamp_min(1e-6))
+    phi = cos * math.cos(m) - sin * math.sin(m)
+    # theta + m > pi  <=>  cos < cos(pi - m): keep the logit decreasing in theta.
+    return torch.where(c > math.cos(math.pi - m), phi, cos - m * math.sin(m))
+
+
+def apply_margin(cos: Tensor, target: Tensor, kind: str, m: float) -> Tensor:
+    """Edit the target entries of ``cos`` (B, C); ``target`` is (B,) ints or (B, C) soft."""
+    if kind in ("softmax", "focal") or m == 0.0:
+        return cos
+    edited = arcface_margin(cos, m) if kind == "arcface" else cosface_margin(cos, m)
+    weight = to_soft_targets(target, cos.shape[1]).to(cos.dtype)  # (B, C), one-hot or soft
+    return cos + weight * (edited - cos)
+
+
+# --- step 3: criteria with label smoothing ------------------------------------------
+
+
+def to_soft_targets(target: Tensor, num_classes: int) -> Tensor:
+    """(B,) int labels -> (B, C) one-hot; (B, C) targets are returned as they are."""
+    if target.dim() == 1:
+        return F.one_hot(target.long(), num_classes).float()
+    if target.dim() != 2 or target.shape[1] != num_classes:
+        raise ConfigError(f"targets must be (B,) or (B, {num_classes}), got {tuple(target.shape)}")
+    return target
+
+
+def smoothed_targets(target: Tensor, num_classes: int, eps: float) -> Tensor:
+    t = to_soft_targets(target, num_classes)
+    return (1.0 - eps) * t + eps / num_classes  # (B, C)
+
+
+def soft_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
+    """Mean over the batch of ``-sum_c t'_c log softmax(logits)_c``."""
+    t = smoothed_targets(target, logits.shape[1], eps)
+    return -(t * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def focal_loss(logits: Tensor, target: Tensor, alpha: float = 1.0, gamma: float = 1.0, eps: float = 0.0) -> Tensor:
+    """Focal loss over (smoothed, possibly soft) targets; gamma 0 and alpha 1 give CE."""
+    t = smoothed_targets(target, logits.shape[1], eps)
+    logp = F.log_softmax(logits, dim=1)  # (B, C)
+    modulator = (1.0 - logp.exp()).clamp_min(0.0).pow(gamma)
+    return -(alpha * t * modulator * logp).sum(dim=1).mean()
+
+
+class MarginLoss(nn.Module):
+    """Cosine logits -> margin on the target -> criterion (steps 2 and 3).
+
+    Args:
+        margin_kind: "none", "cosface" or "arcface".
+        criterion: "ce" or "focal".
+    """
+
+    def __init__(
+        self,
+        scale: float = 30.0,
+        margin: float = 0.0,
+        margin_kind: str = "none",
+        criterion: str = "ce",
+        label_smoothing: float = 0.0,
+        focal_alpha: float = 1.0,
+        focal_gamma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if margin_kind not in ("none", "cosface", "arcface") or criterion not in ("ce", "focal"):
+            raise ConfigError(f"bad margin kind {margin_kind!r} or criterion {criterion!r}")
+        self.scale, self.margin, self.margin_kind = float(scale), float(margin), margin_kind
+        self.criterion, self.label_smoothing = criterion, float(label_smoothing)
+        self.focal_alpha, self.focal_gamma = float(focal_alpha), float(focal_gamma)
+
+    def margin_logits(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Scaled cosines with the margin applied to the target (training logits)."""
+        if self.margin_kind == "none":
+            return logits
+        cos = logits / self.scale  # (B, C), in [-1, 1]
+        return self.scale * apply_margin(cos, target, self.margin_kind, self.margin)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        z = self.margin_logits(logits, target)  # (B, C)
+        if self.criterion == "focal":
+            return focal_loss(z, target, self.focal_alpha, self.focal_gamma, self.label_smoothing)
+        return soft_cross_entropy(z, target, self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale={self.scale}, margin={self.margin}, margin_kind={self.margin_kind}, "
+            f"criterion={self.criterion}, label_smoothing={self.label_smoothing}"
+        )
+
+
+def build_loss(cfg: LossConfig) -> MarginLoss:
+    """The loss of one ablation row, called as ``loss(logits, target)``."""
+    margin_kind = {"softmax": "none", "focal": "none"}.get(cfg.kind, cfg.kind)
+    return MarginLoss(
+        scale=cfg.scale,
+        margin=cfg.margin,
+        margin_kind=margin_kind,
+        criterion="focal" if cfg.kind == "focal" else "ce",
+        label_smoothing=cfg.label_smoothing,
+        focal_alpha=cfg.focal_alpha,
+        focal_gamma=cfg.focal_gamma,
+    )

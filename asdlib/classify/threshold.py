@@ -1,0 +1,164 @@
+"""Decision thresholds: anomaly score -> normal (0) / anomalous (1), per machine type and ID.
+
+The rule is the DCASE2021 Task 2 baseline's: fit a gamma distribution to the anomaly scores
+of normal clips (``scipy.stats.gamma.fit``) and take its 0.9 quantile, i.e. about 10 % of
+normal clips are expected above it. Where the fit fails or returns a non-finite quantile
+(too few clips, constant or degenerate scores), the empirical 0.9 quantile is used
+instead, and the method is recorded next to the value.
+
+Which normal clips: :func:`calibrate` takes whatever it is given; the ``train`` command
+passes the held-out validation share of the training clips (``val_index`` in the
+checkpoint), because the scores of clips the classifier was trained on are optimistic
+(1 - p is near 0 for them) and would put the threshold too low.
+
+Thresholds live in a JSON sidecar beside the checkpoint (``<ckpt>.thresholds.json``), one
+entry per scorer, so the checkpoint stays byte-identical and each scorer has its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import AsdlibError, CacheError
+from ..core.utils import atomic_write_text
+
+QUANTILE = 0.9
+RULE = "gamma fit to normal scores (scipy.stats.gamma.fit), 0.9 quantile (DCASE2021 baseline); empirical quantile if the fit fails"
+
+
+def gamma_threshold(scores, q: float = QUANTILE) -> tuple[float, str]:
+    """``(threshold, method)``: the ``q`` quantile of a gamma fitted to ``scores``, or empirical."""
+    from scipy import stats
+
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        raise AsdlibError("no finite normal scores to calibrate a threshold on")
+    if s.size >= 3 and np.ptp(s) > 0:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                a, loc, scale = stats.gamma.fit(s)
+                thr = float(stats.gamma.ppf(q, a, loc=loc, scale=scale))
+            if np.isfinite(thr):
+                return thr, "gamma"
+        except (RuntimeError, ValueError, FloatingPointError):
+            pass
+    return float(np.quantile(s, q)), "empirical"
+
+
+def class_of(meta: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    """Each row's class index in a model (``machine_type``/``machine_id`` columns); clear error if absent."""
+    lookup = {n: i for i, n in enumerate(class_names)}
+    keys = (meta["machine_type"].astype(str) + "/" + meta["machine_id"].astype(str)).tolist()
+    missing = sorted(set(keys) - set(lookup))
+    if missing:
+        raise AsdlibError(f"machine type/ID {', '.join(missing)} not among the model's classes "
+                          f"({', '.join(class_names)})")
+    return np.array([lookup[k] for k in keys], dtype=np.int64)
+
+
+def thresholds_path(checkpoint: str | os.PathLike) -> Path:
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".thresholds.json")
+
+
+def calibrate(
+    checkpoint: str | os.PathLike,
+    features,
+    meta: pd.DataFrame,
+    scorer: str = "softmax",
+    q: float = QUANTILE,
+    fit_features=None,
+    fit_meta: pd.DataFrame | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    write: bool = True,
+) -> dict:
+    """Per-(type, ID) thresholds from the scores of normal clips ``features`` ``(N, n_mels, T)``.
+
+    ``meta`` gives each clip's machine_type and machine_id. Scorers that need fitting
+    (cosine, knn, ...) are fitted on ``fit_features``/``fit_meta`` (normal training clips;
+    default: the calibration clips themselves). Returns (and with ``write`` merges into the
+    sidecar) ``{"scorer", "quantile", "rule", "thresholds": {"type/id": {...}}}``.
+    """
+    from .checkpoint import load_model
+    from .inference import extract
+    from .scorers import make_scorer
+
+    model, cfg, ck = load_model(checkpoint, device)
+    names = ck["class_names"]
+    cls = class_of(meta, names)
+    logits, emb = extract(model, features, batch_size, device, cfg.crop_frames)
+    sc = make_scorer(scorer)
+    if sc.needs_fit:
+        if fit_features is None:
+            fit_emb, fit_cls = emb, cls
+        else:
+            _, fit_emb = extract(model, fit_features, batch_size, device, cfg.crop_frames)
+            fit_cls = class_of(fit_meta, names)
+        sc.fit(fit_emb, fit_cls)
+    scores = sc.score(emb, logits, cls)
+    table = {}
+    for c in np.unique(cls):
+        s = scores[cls == c]
+        thr, method = gamma_threshold(s, q)
+        table[names[c]] = {"threshold": thr, "method": method, "n": int(s.size),
+                           "normal_above": float(np.mean(s > thr))}
+    result = {"scorer": scorer, "quantile": q, "rule": RULE, "checkpoint": Path(checkpoint).name, "thresholds": table}
+    if write:
+        path = thresholds_path(checkpoint)
+        stored = _read_sidecar(path) if path.exists() else {}
+        stored[scorer] = result
+        atomic_write_text(path, json.dumps(stored, indent=2))
+    return result
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CacheError(f"threshold file {path} cannot be read: {e}") from e
+
+
+def load_thresholds(checkpoint: str | os.PathLike, scorer: str = "softmax") -> dict[str, float]:
+    """``{"type/id": threshold}`` calibrated for ``scorer``; :class:`CacheError` when absent."""
+    path = thresholds_path(checkpoint)
+    if not path.exists():
+        raise CacheError(f"no thresholds beside {checkpoint} (expected {path}); calibrate with "
+                         "asdlib.classify.threshold.calibrate or train with `asdlib train`")
+    stored = _read_sidecar(path)
+    if scorer not in stored:
+        raise CacheError(f"{path} has thresholds for {', '.join(stored) or 'no scorer'}, not for {scorer!r}")
+    return {k: float(v["threshold"]) for k, v in stored[scorer]["thresholds"].items()}
+
+
+def calibrate_run(result, features, meta: pd.DataFrame, scorer: str = "softmax", device: str = "cpu",
+                  skip_existing: bool = False) -> dict[str, dict]:
+    """Calibrate every checkpoint of a training run (``best_*`` and ``last``) on its held-out clips.
+
+    ``features``/``meta`` are the run's training arrays, in the order :func:`asdlib.classify.train.fit`
+    saw them; the validation rows (``val_index`` in the checkpoint) were never trained on, so
+    their scores are honest normal scores. Embedding scorers fit on the other rows. Returns
+    ``{label: calibration}``, empty when the run held out no clips.
+    """
+    from .checkpoint import load_checkpoint
+
+    val_index = load_checkpoint(result.last_path)["val_index"].numpy()
+    if not len(val_index):
+        return {}
+    fit_idx = np.setdiff1d(np.arange(len(meta)), val_index)
+    targets = {f"best_{k}": b.path for k, b in result.best.items()} | {"last": result.last_path}
+    out = {}
+    for label, ckpt in targets.items():
+        path = thresholds_path(ckpt)
+        if skip_existing and path.exists() and scorer in _read_sidecar(path):
+            continue
+        out[label] = calibrate(ckpt, np.asarray(features[val_index]), meta.iloc[val_index], scorer=scorer,
+                               fit_features=np.asarray(features[fit_idx]), fit_meta=meta.iloc[fit_idx], device=device)
+    return out

@@ -1,0 +1,288 @@
+"""ID-classification training (the study's Method 1): config, resumable loop, checkpoint selection.
+
+One :class:`TrainConfig` holds every setting and is saved in each checkpoint. :func:`fit`
+trains on an in-memory (or memory-mapped) feature array and writes, under ``out_dir``:
+``last.pt`` every epoch, ``best_<criterion>.pt``, ``history.csv`` and ``summary.json``.
+
+Why the loop looks the way it does:
+- All randomness of the loop comes from two seeded ``torch.Generator`` objects (shuffling
+  and crops on the data's device; mixup on the host) whose states are in the checkpoint,
+  and dropout uses the global torch RNG, also saved; so a run resumed from ``last.pt`` is
+  bit-identical to an uninterrupted one on CPU.
+- Steps per epoch = floor(train clips / batch): the ragged last batch is dropped (a batch
+  of one would break batch norm, and a fixed count keeps the per-step schedule exact).
+- On CUDA the whole feature array sits on the GPU when it fits (a 41-ID DCASE cache in
+  float16 is ~1.8 GB); batches are then gathered by index on the device and the step loop
+  never waits for the host: the loss is accumulated on the device and read once per epoch
+  (and every ``log_every`` steps for the progress bar).
+- Mixed precision is bf16 autocast, on CUDA only: bf16 has float32's range, so no loss
+  scaler is needed (and none is saved).
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..core.errors import AsdlibError, ConfigError
+from ..core.utils import atomic_write_text, resolve_device, set_seed
+from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, build_model
+from .evaluate import EvalSet, evaluate_set, held_out_loss, update_best
+from .inference import extract
+
+
+@dataclass
+class BestCheckpoint:
+    criterion: str
+    path: str
+    epoch: int
+    value: float
+    metrics: dict
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    last_path: str
+    epochs_run: int
+    history: pd.DataFrame
+    best: dict[str, BestCheckpoint] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+
+
+def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train_idx, val_idx): ``fraction`` of each class, at least one clip kept for training."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = min(int(round(fraction * len(idx))), len(idx) - 1)
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def place_features(features, device: torch.device) -> torch.Tensor:
+    """The feature array as a tensor: resident on the GPU when it fits, else pinned host memory."""
+    if torch.is_tensor(features):
+        x = features
+    else:
+        with warnings.catch_warnings():  # a read-only memmap: we never write to it
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(np.asarray(features))
+    if device.type != "cuda":
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    if x.numel() * x.element_size() < 0.5 * free:  # leave half for weights, activations, eval
+        return x.to(device)
+    return x.pin_memory()
+
+
+def _crop(xb: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Tensor:
+    """Random time crop of each clip (B, M, T) -> (B, M, crop), offsets drawn from ``gen``."""
+    t = xb.shape[-1]
+    if crop is None or crop >= t:
+        return xb
+    off = torch.randint(0, t - crop + 1, (xb.shape[0], 1, 1), generator=gen, device=gen.device).to(xb.device)
+    idx = off + torch.arange(crop, device=xb.device)  # (B, 1, crop)
+    return torch.gather(xb, 2, idx.expand(-1, xb.shape[1], -1))
+
+
+def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg: TrainConfig, num_classes: int,
+               device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None):
+    """Gather clips ``idx`` (on the data's device), crop, move, mix: ``(x (B, 1, M, T'), target)``."""
+    from .augment import mixup
+
+    xb = _crop(x_all[idx].to(device, non_blocking=True), cfg.crop_frames, gen).float()  # (B, M, T')
+    xb = xb.unsqueeze(1)  # (B, 1, M, T')
+    target = y_all[idx].to(device, non_blocking=True)  # (B,)
+    if cfg.mixup_alpha > 0:
+        xb, target = mixup(xb, target, num_classes, cfg.mixup_alpha, generator=mix_gen)  # target (B, C)
+    if cfg.channels_last and device.type == "cuda":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return xb, target
+
+
+def train_step(model: nn.Module, optimizer, scheduler, loss_fn, xb: torch.Tensor, target: torch.Tensor,
+               use_amp: bool) -> torch.Tensor:
+    """One optimisation step; returns the loss as a device tensor (no host sync)."""
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(xb)  # (B, C)
+    loss = loss_fn(logits.float(), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
+
+
+def fit(
+    features,
+    labels,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    eval_sets: dict[str, EvalSet] | None = None,
+    class_names: Sequence | None = None,
+    feature_config: dict | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+    model: nn.Module | None = None,
+    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+) -> TrainResult:
+    """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
+
+    ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
+    ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
+    epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
+    pass a prepared model and the parameters to optimise (default: all).
+
+    ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
+    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
+    With pinned host features (a cache too large for the GPU) each batch is gathered on the
+    host and copied; that path is correct but slower than the resident one.
+    """
+    from tqdm.auto import tqdm
+
+    from .losses import build_loss
+    from .schedule import WarmupCosineRestarts
+    from .scorers import make_scorer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(resolve_device(cfg.device))
+    set_seed(cfg.seed, deterministic=cfg.deterministic)
+    labels_np = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels, dtype=np.int64)
+    if len(labels_np) != len(features):
+        raise ConfigError(f"{len(features)} feature rows but {len(labels_np)} labels")
+    num_classes = int(labels_np.max()) + 1 if class_names is None else len(class_names)
+    class_names = normalise_class_names(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if labels_np.min() < 0 or labels_np.max() >= num_classes:
+        raise ConfigError(f"labels must lie in [0, {num_classes}); got {labels_np.min()}..{labels_np.max()}")
+    train_idx, val_idx = split_validation(labels_np, cfg.val_fraction, cfg.seed)
+    if len(train_idx) < 2:
+        raise ConfigError(f"only {len(train_idx)} training clips after the validation split")
+
+    x_all = place_features(features, device)  # (N, M, T), float16 ok
+    y_all = torch.as_tensor(labels_np, device=x_all.device)
+    train_t = torch.as_tensor(train_idx, device=x_all.device)
+    bs = min(cfg.batch_size, len(train_idx))
+    steps = max(1, len(train_idx) // bs)  # (B,)-sized steps only: see the module docstring
+
+    model = model if model is not None else build_model(cfg, num_classes)
+    model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = trainable(model) if trainable is not None else list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+    scheduler = WarmupCosineRestarts(optimizer, cfg.schedule_config(), steps_per_epoch=steps)
+    loss_fn = build_loss(cfg.loss_config())
+    # shuffling and crops draw on the device holding the data; mixup draws its lambda and
+    # partners on the host (NumPy Beta), so it gets a CPU generator: no device sync per step.
+    gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
+    mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    loop_gens = {"loop": gen, "mixup": mix_gen}
+    scorer = make_scorer(cfg.eval_scorer)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    history: list[dict] = []
+    best: dict[str, dict] = {}
+    start_epoch = 0
+    last_path = out_dir / "last.pt"
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path, map_location="cpu")  # load_state_dict moves to the device
+        _check_resumable(state, cfg, last_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], loop_gens)
+        history, best, start_epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
+
+    def snapshot(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(loop_gens), "epoch": epoch,
+                "config": cfg.to_dict(), "class_names": class_names, "feature_config": feature_config,
+                "history": history, "best": best, "val_index": torch.as_tensor(val_idx)}
+
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        if trainable is not None:
+            _freeze_hook(model)
+        perm = train_t[torch.randperm(len(train_idx), generator=gen, device=gen.device).to(x_all.device)]
+        step_losses = torch.zeros(steps, device=device)
+        bar = tqdm(range(steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+        for step in bar:
+            xb, target = make_batch(x_all, y_all, perm[step * bs : (step + 1) * bs], cfg, num_classes,
+                                    device, gen, mix_gen)  # (B, 1, M, T'), (B,) or (B, C)
+            loss = train_step(model, optimizer, scheduler, loss_fn, xb, target, use_amp)
+            step_losses[step] = loss
+            if progress and (step + 1) % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{step_losses[step].item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        bad = ~torch.isfinite(step_losses)
+        if bad.any():
+            first = int(bad.nonzero()[0])
+            raise AsdlibError(f"non-finite training loss at epoch {epoch}, step {first + 1}/{steps}; "
+                              f"stopped. The last good checkpoint is {last_path} (epoch {epoch - 1}).")
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(step_losses.mean())}
+        if len(val_idx):
+            vi = torch.as_tensor(val_idx, device=x_all.device)
+            row["val_loss"] = held_out_loss(model, x_all[vi], y_all[vi], loss_fn, cfg.batch_size, device,
+                                            cfg.crop_frames, use_amp)
+        if eval_sets and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            if scorer.needs_fit:  # embedding scorers learn from the normal training clips only
+                _, emb = extract(model, x_all[train_t], cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
+                scorer.fit(emb, labels_np[train_idx])
+            for name, es in eval_sets.items():
+                _, summ = evaluate_set(model, es, scorer, cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
+                row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
+        row["time_s"] = time.perf_counter() - t0
+        history.append(row)
+        dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))
+        improved = update_best(best, row, cfg.select, dev_name)
+        state = snapshot(epoch)
+        for crit in improved:
+            best[crit]["path"] = str(out_dir / f"best_{crit}.pt")
+            save_checkpoint(best[crit]["path"], {**state, "best": best})
+        save_checkpoint(last_path, {**state, "best": best})
+        atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        if progress:
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if callback is not None:
+            callback(epoch, row)
+
+    result = TrainResult(out_dir=str(out_dir), last_path=str(last_path), epochs_run=len(history),
+                         history=pd.DataFrame(history), class_names=class_names,
+                         best={k: BestCheckpoint(criterion=k, **v) for k, v in best.items()})
+    summary = {"config": cfg.to_dict(), "device": str(device), "n_train": int(len(train_idx)),
+               "n_val": int(len(val_idx)), "epochs_run": result.epochs_run, "class_names": class_names,
+               "best": best, "torch": torch.__version__, "last": history[-1] if history else None}
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return result
+
+
+def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
+    """Resuming is only sound with the same settings; ``epochs`` may grow (the schedule ignores it)."""
+    saved = TrainConfig.from_dict(state["config"]).to_dict()
+    now = cfg.to_dict()
+    diff = [k for k in now if k not in ("epochs", "device", "log_every") and saved.get(k) != now[k]]
+    if diff:
+        raise ConfigError(f"{path} was written with other settings ({', '.join(diff)}); "
+                          "use another out_dir or resume=False")
+
+
+def _freeze_hook(model: nn.Module) -> None:
+    """Put everything but the classifier in eval mode: frozen batch norms keep their running
+    statistics and the frozen embedding head's dropout is off, so the backbone is a fixed map."""
+    model.eval()
+    model.get_classifier().train()

@@ -1,0 +1,1 @@
+"""Core: machine types and IDs, errors, small utilities and run provenance; used by every stage, imports none."""

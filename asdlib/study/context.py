@@ -1,0 +1,126 @@
+"""The context every notebook opens: data, feature cache, profile, and where results go.
+
+A notebook's first code cell is ``study = Study.open(**parameters)``. Everything it makes
+is written through the study (tables, figures, tidy results), which labels synthetic-data
+results as such and writes the provenance beside them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..core.utils import atomic_write_text, repo_root, resolve_device
+from .profiles import StudyProfile, get_profile
+
+SYNTHETIC_CAPTION = ("SYNTHETIC DATA (asdlib synth, profile {profile}) and {model_note}: these figures test the "
+                     "pipeline and are NOT the study's results; the study's reference figures are labelled (study).")
+REAL_CAPTION = "DCASE2020 Task 2 data under {root}, profile {profile}."
+
+
+@dataclass
+class Study:
+    data_root: Path
+    synthetic: bool
+    profile: StudyProfile
+    device: str
+    seed: int
+    results_dir: Path
+    work_dir: Path
+    progress: bool = True
+
+    @classmethod
+    def open(cls, data_root: str | None = None, synthetic: bool | None = None, profile: str = "smoke",
+             device: str = "auto", seed: int = 0, results_dir: str | None = None, work_dir: str | None = None,
+             progress: bool = True) -> Study:
+        """Open (and, without ``data_root``, generate) the data of a study run."""
+        from .pipeline import ReproduceConfig, prepare_data
+
+        prof = get_profile(profile)
+        cfg = ReproduceConfig(data_root=data_root, profile=prof.name, device=device, seed=seed,
+                              results_dir=results_dir or str(repo_root() / "results"), work_dir=work_dir)
+        root, is_synth = prepare_data(cfg, progress=progress)
+        results = Path(cfg.results_dir)
+        for sub in ("tables", "figures", "tidy"):
+            (results / sub).mkdir(parents=True, exist_ok=True)
+        return cls(data_root=Path(root), synthetic=is_synth if synthetic is None else bool(synthetic), profile=prof,
+                   device=resolve_device(device), seed=seed, results_dir=results, work_dir=Path(cfg.work_dir),
+                   progress=progress)
+
+    # ---- data -------------------------------------------------------------------------
+    @cached_property
+    def index(self) -> pd.DataFrame:
+        from ..data.index import index_dataset
+
+        return index_dataset(self.data_root)
+
+    @cached_property
+    def features(self):
+        """The log-mel feature cache (built once per data and settings, then reused)."""
+        from ..features.cache import build_feature_cache
+        from ..features.logmel import FeatureConfig
+
+        return build_feature_cache(self.index, FeatureConfig(), cache_dir=self.work_dir / "features",
+                                   device=self.device, batch_size=self.profile.feature_batch_size,
+                                   progress=self.progress)
+
+    # ---- labelling ------------------------------------------------------------------------
+    @property
+    def caption(self) -> str:
+        if self.synthetic:
+            note = "small networks" if self.profile.name != "full" else "the study's network sizes"
+            return SYNTHETIC_CAPTION.format(profile=self.profile.name, model_note=note)
+        return REAL_CAPTION.format(root=self.data_root, profile=self.profile.name)
+
+    @property
+    def data_label(self) -> str:
+        return f"synthetic ({self.profile.name})" if self.synthetic else "DCASE2020"
+
+    # ---- outputs ---------------------------------------------------------------------------
+    def save_table(self, table: pd.DataFrame, name: str, title: str) -> Path:
+        from ..report.tables import write_table
+
+        md, _ = write_table(table, self.results_dir / "tables", name, caption=f"{title}. {self.caption}")
+        return md
+
+    def save_figure(self, fig, name: str) -> Path:
+        path = self.results_dir / "figures" / f"{name}.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        if self.synthetic:
+            fig.text(0.99, 0.005, "synthetic data", ha="right", va="bottom", fontsize=7, color="0.4")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        tmp.replace(path)
+        return path
+
+    def save_tidy(self, tidy: pd.DataFrame, name: str) -> Path:
+        """Write one notebook's tidy results (one row per experiment, dataset, type, ID, metric, seed)."""
+        path = self.results_dir / "tidy" / f"{name}.csv"
+        tidy = tidy.assign(data=self.data_label, profile=self.profile.name)
+        atomic_write_text(path, tidy.to_csv(index=False))
+        return path
+
+    def load_tidy(self, names: list[str] | None = None) -> pd.DataFrame:
+        files = sorted((self.results_dir / "tidy").glob("*.csv"))
+        if names is not None:
+            files = [f for f in files if f.stem in names]
+        return pd.concat([pd.read_csv(f, dtype={"machine_id": str}) for f in files], ignore_index=True)
+
+    def save_json(self, obj: Any, name: str) -> Path:
+        path = self.results_dir / "tables" / f"{name}.json"
+        atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+        return path
+
+    def save_scores(self, scores: pd.DataFrame, name: str) -> Path:
+        """Per-clip anomaly scores of one experiment (for bootstrap intervals and re-analysis)."""
+        path = self.results_dir / "scores" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, scores.to_csv(index=False))
+        return path
+
+    def load_scores(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.results_dir / "scores" / f"{name}.csv", dtype={"machine_id": str})
+

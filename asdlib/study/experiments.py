@@ -1,0 +1,307 @@
+"""The study's experiments as functions of a :class:`~asdlib.study.context.Study` (what notebooks call).
+
+Each run is keyed by its settings and the feature cache it reads, and lives in
+``<work_dir>/models/<name>-<key>/``: a second notebook (or a second ``make reproduce``)
+asking for the same run reuses it, and a killed run resumes from its last epoch.
+
+Data splits follow DCASE2020: models train on the normal training clips of the
+development IDs (dev train) and of the evaluation IDs (the additional training set);
+"Dev" figures come from the dev test set, "Eval" figures from the eval test set.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..classify.checkpoint import class_name
+from ..core.machines import MACHINE_TYPES, class_labels
+
+SELECTIONS = ("dev_auc_pauc", "val_loss")  # the study's (sees dev-test labels) and a label-free one
+SELECTION_NOTES = {
+    "dev_auc_pauc": "checkpoint with the largest dev-test AUC + pAUC (the study's rule; optimistic: it sees test labels)",
+    "val_loss": "checkpoint with the lowest loss on held-out normal training clips (never sees test labels)",
+}
+
+
+def settings_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def class_names(types: Iterable[str]) -> list[str]:
+    return [class_name(t, i) for t, i in class_labels(types)]
+
+
+def clip_classes(meta: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """Class index of each clip's own (type, ID) in a model with classes ``names``."""
+    lookup = {n: k for k, n in enumerate(names)}
+    keys = [class_name(t, i) for t, i in zip(meta["machine_type"], meta["machine_id"])]
+    missing = sorted({k for k in keys if k not in lookup})
+    if missing:
+        raise KeyError(f"clips of {missing[:5]} are not classes of this model")
+    return np.array([lookup[k] for k in keys], dtype=np.int64)
+
+
+def rows(index: pd.DataFrame, types: Iterable[str], part: str, dataset: str | None = None,
+         labelled: bool = False) -> np.ndarray:
+    """Row numbers of the feature cache for the given types and split, ascending."""
+    m = index["machine_type"].isin(list(types)) & (index["part"] == part)
+    if dataset is not None:
+        m &= index["dataset"] == dataset
+    if part == "train":
+        m &= index["label"] == 0
+    if labelled:
+        m &= index["label"] >= 0
+    return np.flatnonzero(m.to_numpy())
+
+
+def take(features: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Copy rows ``idx`` of the (memory-mapped) cache into RAM, in the order given."""
+    return np.ascontiguousarray(features[idx]) if len(idx) else np.empty((0, *features.shape[1:]), features.dtype)
+
+
+def train_config(study, **overrides):
+    from ..classify.config import TrainConfig
+
+    return TrainConfig(**(study.profile.classifier | overrides | {"seed": study.seed, "device": study.device}))
+
+
+def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
+    from ..classify.evaluate import EvalSet
+
+    index = study.features.index
+    dev = rows(index, types, "test", "dev", labelled=True)
+    meta = index.iloc[dev]
+    if len(dev) == 0 or meta["label"].nunique() < 2:
+        return None
+    meta = meta.assign(**{"class": clip_classes(meta, names)})
+    return {"dev": EvalSet(take(study.features.features, dev), meta.reset_index(drop=True))}
+
+
+def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **overrides):
+    """Train (or reuse) an ID classifier on the normal training clips of ``types``.
+
+    One type gives an individual model (E1); all six the integrated 41-ID model (E2).
+    """
+    from ..classify.threshold import calibrate_run
+    from ..classify.train import fit
+
+    cfg = train_config(study, **overrides)
+    names = class_names(types)
+    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
+                       list(types), study.features.key)
+    index = study.features.index
+    tr = rows(index, types, "train")
+    if len(tr) == 0:
+        raise ValueError(f"no normal training clips for {list(types)} under {study.data_root}")
+    x = take(study.features.features, tr)  # (N, M, T)
+    meta = index.iloc[tr].reset_index(drop=True)
+    result = fit(x, clip_classes(meta, names), cfg, study.work_dir / "models" / f"{name}-{key}",
+                 eval_sets=_dev_eval_set(study, types, names), class_names=names,
+                 feature_config=study.features.config.to_dict(), progress=study.progress)
+    # decision thresholds beside each checkpoint, so that `asdlib score` can use it on new recordings
+    calibrate_run(result, x, meta, device=study.device, skip_existing=True)
+    return result
+
+
+def transfer_classifier(study, checkpoint: str | Path, machine_type: str, **overrides):
+    """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
+    from ..classify.transfer import finetune_classifier
+
+    names = class_names([machine_type])
+    cfg = study.profile.finetune | overrides | {"seed": study.seed, "device": study.device}
+    key = settings_key(str(checkpoint), cfg, study.features.key)
+    index = study.features.index
+    tr = rows(index, [machine_type], "train")
+    x = take(study.features.features, tr)
+    y = clip_classes(index.iloc[tr], names)
+    return finetune_classifier(checkpoint, x, y, names, study.work_dir / "models" / f"transfer_{machine_type}-{key}",
+                               cfg_overrides=cfg, eval_sets=_dev_eval_set(study, [machine_type], names),
+                               progress=study.progress)
+
+
+@dataclass
+class Embedded:
+    """Logits and embeddings of a model on the training and test clips of some types."""
+
+    train_meta: pd.DataFrame
+    train_logits: np.ndarray  # (N_train, C)
+    train_emb: np.ndarray  # (N_train, D)
+    test_meta: pd.DataFrame  # dataset, machine_type, machine_id, label, file, class
+    test_logits: np.ndarray
+    test_emb: np.ndarray
+    class_names: list[str]
+
+
+def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, with_train: bool = True) -> Embedded:
+    """Run a checkpoint over all test clips of ``types`` and (for scorers that fit on
+    embeddings, ``with_train``) over their normal training clips."""
+    from ..classify.checkpoint import load_model
+    from ..classify.inference import extract
+
+    model, cfg, meta = load_model(checkpoint, study.device)
+    names = list(meta["class_names"])
+    index, feats = study.features.index, study.features.features
+    train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
+    out = {}
+    for split, idx in (("train", train_rows), ("test", rows(index, types, "test"))):
+        m = index.iloc[idx].reset_index(drop=True)
+        m = m.assign(**{"class": clip_classes(m, names)})
+        if len(idx):
+            logits, emb = extract(model, take(feats, idx), cfg.batch_size, study.device, cfg.crop_frames)
+        else:
+            logits, emb = np.empty((0, len(names)), np.float32), np.empty((0, model.num_features), np.float32)
+        out[split] = (m, logits, emb)
+    return Embedded(*out["train"], *out["test"], class_names=names)
+
+
+def score(emb: Embedded, scorer: str = "softmax", **kwargs) -> pd.DataFrame:
+    """One row per test clip: dataset, machine_type, machine_id, label, file, score."""
+    from ..classify.scorers import make_scorer
+
+    sc = make_scorer(scorer, **kwargs)
+    if sc.needs_fit:
+        sc.fit(emb.train_emb, emb.train_meta["class"].to_numpy())
+    s = sc.score(emb.test_emb, emb.test_logits, emb.test_meta["class"].to_numpy())
+    cols = ["dataset", "machine_type", "machine_id", "label", "file"]
+    return emb.test_meta[cols].assign(score=np.asarray(s, dtype=np.float64))
+
+
+def evaluate_scores(scores: pd.DataFrame, experiment: str, seed: int, **extra) -> pd.DataFrame:
+    """Per-ID AUC/pAUC of a scores frame, as tidy rows of ``experiment``."""
+    from ..report.metrics import evaluate
+    from ..report.tables import to_tidy
+
+    return to_tidy(evaluate(scores), experiment, seed=seed, **extra)
+
+
+def evaluate_checkpoint(study, best, experiment: str, selection: str, types: Sequence[str] = MACHINE_TYPES,
+                        scorer: str = "softmax") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy per-ID results and per-clip scores of one selected checkpoint (a BestCheckpoint)."""
+    from ..classify.scorers import make_scorer
+
+    s = score(embed(study, best.path, types, with_train=make_scorer(scorer).needs_fit), scorer)
+    return evaluate_scores(s, experiment, study.seed, selection=selection, epoch=best.epoch, scorer=scorer), s
+
+
+def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = MACHINE_TYPES,
+                        scorer: str = "softmax") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Tidy results of a trained run under both selection rules, and the scores per rule."""
+    tidy, all_scores = [], {}
+    for sel in SELECTIONS:
+        if sel in result.best:
+            t, all_scores[sel] = evaluate_checkpoint(study, result.best[sel], experiment, sel, types, scorer)
+            tidy.append(t)
+    return pd.concat(tidy, ignore_index=True), all_scores
+
+
+INDIVIDUAL = {f"individual_{t}": (t,) for t in MACHINE_TYPES}  # E1: one model per machine type
+INTEGRATED = {"integrated": MACHINE_TYPES}  # E2: one model for all 41 IDs
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    tidy: pd.DataFrame  # per-ID AUC/pAUC under both selection rules
+    scores: dict[str, pd.DataFrame]  # selection rule -> one row per test clip
+    runs: dict  # run name -> TrainResult
+
+
+def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str, list[pd.DataFrame]], runs: dict,
+             save: bool) -> ExperimentResult:
+    res = ExperimentResult(experiment, pd.concat(tidy, ignore_index=True),
+                           {sel: pd.concat(v, ignore_index=True) for sel, v in scores.items()}, runs)
+    if save:
+        for sel, df in res.scores.items():
+            study.save_scores(df, f"{experiment}__{sel}")
+    return res
+
+
+def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], save: bool = True,
+                   **overrides) -> ExperimentResult:
+    """Train (or reuse) one classifier per group of types, evaluate all, and save the scores."""
+    runs, tidy, scores = {}, [], {}
+    for run_name, types in groups.items():
+        folder = run_name if run_name.startswith(experiment) else f"{experiment}_{run_name}"  # e.g. ls0_integrated
+        r = train_classifier(study, folder, types, **overrides)
+        t, s = evaluate_classifier(study, r, experiment, types)
+        runs[run_name] = r
+        tidy.append(t)
+        for sel, df in s.items():
+            scores.setdefault(sel, []).append(df)
+    return _collect(study, experiment, tidy, scores, runs, save)
+
+
+def run_transfer(study, run, experiment: str = "transfer", save: bool = True, **overrides) -> ExperimentResult:
+    """E5 for each selection rule: fine-tune the classifier of that rule's checkpoint of the
+    integrated run (a TrainResult) per type, select the fine-tuned checkpoint by the same rule,
+    and evaluate it."""
+    runs, tidy, scores = {}, [], {}
+    for sel in SELECTIONS:
+        if sel not in run.best:
+            continue
+        for t in MACHINE_TYPES:
+            r = transfer_classifier(study, run.best[sel].path, t, **overrides)
+            runs[f"transfer_{t}__{sel}"] = r
+            best = r.best.get(sel) or next(iter(r.best.values()))
+            t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
+            tidy.append(t_)
+            scores.setdefault(sel, []).append(s_)
+    return _collect(study, experiment, tidy, scores, runs, save)
+
+
+def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
+    """Method 2: one autoencoder or WaveNet per machine type on its normal training clips.
+
+    Scores are the clip's mean reconstruction (AE) or next-frame prediction (WaveNet) error;
+    there is no checkpoint selection (the final epoch is used, as the DCASE baseline does),
+    so the tidy rows carry ``selection='final'``. Runs are reused by a key of their settings.
+    """
+    from ..core.machines import machine_ids
+    from ..recon import (
+        ReconConfig,
+        WaveNetConfig,
+        fit_autoencoder,
+        fit_wavenet,
+        load_recon_model,
+        score_autoencoder,
+        score_wavenet,
+    )
+
+    if kind not in ("autoencoder", "wavenet"):
+        raise ValueError(f"kind must be 'autoencoder' or 'wavenet', got {kind!r}")
+    prof, index, feats = study.profile, study.features.index, study.features.features
+    common = {"seed": study.seed, "device": study.device}
+    cfg = (ReconConfig(**(prof.autoencoder | common)) if kind == "autoencoder"
+           else ReconConfig.wavenet_defaults(**(prof.wavenet | common)))
+    runs, scores, tidy = {}, [], []
+    for t in MACHINE_TYPES:
+        ids = {mid: k for k, mid in enumerate(machine_ids(t))}
+        tr, te = rows(index, [t], "train"), rows(index, [t], "test")
+        if len(tr) == 0 or len(te) == 0:
+            continue
+        wcfg = WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | prof.wavenet_model)) if kind == "wavenet" else None
+        path = study.work_dir / "models" / f"{kind}_{t}-{settings_key(kind, cfg, wcfg, t, study.features.key)}.pt"
+        ckpt = load_recon_model(path)[1] if path.exists() else None
+        if ckpt is not None and len(ckpt["history"]) == cfg.epochs:
+            model = load_recon_model(path)[0]
+        elif kind == "autoencoder":
+            model, _ = fit_autoencoder(feats, tr, cfg, out_path=path, progress=study.progress)
+        else:
+            id_tr = [ids[m] for m in index.loc[tr, "machine_id"]]
+            model, _ = fit_wavenet(feats, tr, cfg, wcfg, id_index=id_tr, out_path=path, progress=study.progress)
+        meta = index.iloc[te][["dataset", "machine_type", "machine_id", "label", "file"]].reset_index(drop=True)
+        if kind == "autoencoder":
+            s = score_autoencoder(model, feats, te, device=study.device)
+        else:
+            s = score_wavenet(model, feats, te, id_index=[ids[m] for m in meta["machine_id"]], device=study.device)
+        runs[t] = {"path": str(path), "history": pd.DataFrame(load_recon_model(path)[1]["history"])}
+        scores.append(meta.assign(score=s))
+    all_scores = pd.concat(scores, ignore_index=True)
+    tidy = [evaluate_scores(all_scores, kind, study.seed, selection="final")]
+    return _collect(study, kind, tidy, {"final": [all_scores]}, runs, save)

@@ -1,0 +1,97 @@
+"""Study profiles: how big the data and models of one re-run are.
+
+- ``ci``: the smallest that still exercises every notebook (tests; a minute or two).
+- ``smoke``: the README's ``make reproduce``: the embedded synthetic dataset and small
+  networks on the same code path, the whole sequence in minutes on a 2-core CPU.
+- ``full``: the study's settings (ResNet50-size networks, 2048-d embeddings, batch 64,
+  max_lr 2e-4, T_up 2, T_0 10, T_mult 2, 70 epochs = the end of the third cycle), meant for
+  the real DCASE2020 data on a CUDA device.
+
+Only overrides are stored here; everything else is the library's defaults (the study's).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    name: str
+    synth: str | dict[str, Any]  # a profile name of asdlib.data.synth.PROFILES, or SynthProfile fields
+    classifier: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for transfer learning
+    autoencoder: dict[str, Any] = field(default_factory=dict)  # ReconConfig overrides
+    wavenet: dict[str, Any] = field(default_factory=dict)  # ReconConfig overrides
+    wavenet_model: dict[str, Any] = field(default_factory=dict)  # WaveNetConfig overrides
+    tsne: dict[str, Any] = field(default_factory=dict)
+    n_bootstrap: int = 1000
+    feature_batch_size: int = 64
+    description: str = ""
+
+
+# A small network on the same code path as the full one: 1/8 of the channels, one block per stage.
+_SMALL_NET = {"width": 0.125, "depths": (1, 1, 1, 1), "embedding_dim": 128}
+
+PROFILES: dict[str, StudyProfile] = {
+    "ci": StudyProfile(
+        name="ci",
+        synth={"name": "ci", "clip_seconds": 1.0, "n_train": 8, "n_test_normal": 3, "n_test_anomaly": 3},
+        classifier=_SMALL_NET | {"width": 0.0625, "embedding_dim": 32, "epochs": 4, "eval_every": 2,
+                                 "T_up": 1, "T_0": 2, "T_mult": 1, "max_lr": 2e-3},
+        finetune={"epochs": 2, "eval_every": 2, "T_up": 0, "T_0": 2, "T_mult": 1, "max_lr": 1e-2},
+        autoencoder={"epochs": 2},
+        wavenet={"epochs": 2},
+        wavenet_model={"residual_channels": 16, "skip_channels": 16, "dilations": (1, 2, 4)},
+        tsne={"perplexity": 5, "n_iter": 250},
+        n_bootstrap=100,
+        description="tests only: tiny data, tiny networks, a few epochs",
+    ),
+    "smoke": StudyProfile(
+        name="smoke",
+        synth="smoke",
+        # batch 16: with 20 clips per ID, batch 64 would give an individual model one step per epoch
+        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 4, "T_mult": 2, "max_lr": 2e-3,
+                                 "batch_size": 16},
+        finetune={"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 12, "T_mult": 1, "max_lr": 5e-3},
+        autoencoder={},  # the published baseline settings: 100 epochs, batch 512
+        wavenet={"epochs": 8},
+        wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
+        tsne={"perplexity": 15, "n_iter": 500},
+        n_bootstrap=500,
+        description="synthetic data, 1/8-width networks, short schedule: the whole study on a CPU in minutes",
+    ),
+    "full": StudyProfile(
+        name="full",
+        synth="full",
+        classifier={},
+        finetune={"epochs": 10, "eval_every": 2, "T_up": 0, "T_0": 10, "T_mult": 1, "max_lr": 1e-3},
+        autoencoder={},
+        wavenet={},
+        tsne={"perplexity": 30, "n_iter": 750},
+        n_bootstrap=1000,
+        feature_batch_size=128,
+        description="the study's settings; real DCASE2020 data on a CUDA device",
+    ),
+}
+
+
+def synth_profile(profile: StudyProfile):
+    """The :class:`asdlib.data.synth.SynthProfile` of a study profile."""
+    from ..data.synth import PROFILES as SYNTH_PROFILES
+    from ..data.synth import SynthProfile
+
+    if isinstance(profile.synth, str):
+        return SYNTH_PROFILES[profile.synth]
+    return SynthProfile(**profile.synth)
+
+
+def get_profile(name: str | StudyProfile) -> StudyProfile:
+    if isinstance(name, StudyProfile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
