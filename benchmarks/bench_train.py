@@ -38,13 +38,13 @@ def bench_one(model_name: str, device: str, steps: int, warmup: int, batch: int,
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    cfg = TrainConfig(model=model_name, loss=MODELS[model_name], batch_size=batch, device=device)
+    cfg = TrainConfig.from_dict({"model": model_name, "loss.kind": MODELS[model_name], "batch_size": batch, "device": device}, strict=True)
     num_classes = 41
     model = build_model(cfg, num_classes).to(dev).train()
     if dev.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
-    loss_fn = build_loss(cfg.loss_config())
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.schedule.max_lr, weight_decay=cfg.weight_decay)
+    loss_fn = build_loss(cfg.loss)
     use_amp = cfg.amp and dev.type == "cuda"
     gen = torch.Generator(device=dev).manual_seed(0)
     mix_gen = torch.Generator().manual_seed(1)

@@ -25,19 +25,16 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %% [markdown]
 # ## Clips per type, ID, split and label
@@ -54,7 +51,7 @@ counts
 # A sample of clips of every type, split and label (ToyCar clips are 11 s in the real data, the rest 10 s).
 
 # %%
-from asdlib import explore, plots
+from asdlib.study import explore, plots
 
 stats = explore.clip_stats(study.index, per_group=6, seed=seed)
 summary = (stats.groupby(["machine_type", "label"])[["duration_s", "rms_dbfs", "peak_dbfs"]]

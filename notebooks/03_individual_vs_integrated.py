@@ -32,19 +32,16 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %% [markdown]
 # ## The learning-rate schedule
@@ -60,9 +57,9 @@ from asdlib.classify.schedule import plot_schedule
 from asdlib.study.experiments import train_config
 
 fig, axes = plt.subplots(1, 2, figsize=(15, 3.2))
-plot_schedule(TrainConfig().schedule_config(), 150, ax=axes[0])
+plot_schedule(TrainConfig().schedule, 150, ax=axes[0])
 cfg = train_config(study)
-plot_schedule(cfg.schedule_config(), cfg.epochs, ax=axes[1])
+plot_schedule(cfg.schedule, cfg.epochs, ax=axes[1])
 axes[0].set_title("study: " + axes[0].get_title(), fontsize=8)
 axes[1].set_title(f"profile {study.profile.name}: " + axes[1].get_title(), fontsize=8)
 study.save_figure(fig, "03_schedule")
@@ -71,10 +68,10 @@ study.save_figure(fig, "03_schedule")
 # ## Train (or reuse) the models
 
 # %%
-from asdlib.study.experiments import INDIVIDUAL, INTEGRATED, run_experiment
+from asdlib.study.experiments import run_experiment
 
-individual = run_experiment(study, "individual", INDIVIDUAL)
-integrated = run_experiment(study, "integrated", INTEGRATED)
+individual = run_experiment(study, "individual")  # E1 (asdlib/study/registry.py)
+integrated = run_experiment(study, "integrated")  # E2
 
 # %%
 import pandas as pd
@@ -104,12 +101,10 @@ t2
 # ## Side by side
 
 # %%
-from asdlib import plots
-from asdlib.report.tables import compare_table
+from asdlib.report.tables import side_by_side
+from asdlib.study import plots
 
-side = pd.concat({ds: compare_table(tidy[tidy.selection == "dev_auc_pauc"], ["individual", "integrated"], ds, "AUC")
-                  for ds in ("dev", "eval")}, axis=1)
-side.columns = [f"{ds.capitalize()} AUC {exp}" for ds, exp in side.columns]
+side = side_by_side(tidy, ["individual", "integrated"], metrics=["AUC"], selection="dev_auc_pauc")
 study.save_table(side, "03_individual_vs_integrated_auc", "AUC (%) of individual vs integrated models")
 study.save_figure(plots.plot_metric_bars(side, list(side.columns), "Individual vs integrated: AUC (%)"), "03_individual_vs_integrated")
 side

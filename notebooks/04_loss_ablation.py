@@ -26,31 +26,25 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %%
 import pandas as pd
 from IPython.display import display
 
-from asdlib.study.experiments import INTEGRATED, run_experiment
+from asdlib.study.experiments import run_experiment
 
-integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
-ls0 = run_experiment(study, "ls0", INTEGRATED, label_smoothing=0.0)
-softmax = run_experiment(study, "softmax", INTEGRATED, model="resnet50", loss="softmax")
-cosface = run_experiment(study, "cosface", INTEGRATED, loss="cosface")
-focal = run_experiment(study, "focal", INTEGRATED, loss="focal")
+integrated = run_experiment(study, "integrated")  # reused from notebook 03
+ls0, softmax, cosface, focal = (run_experiment(study, name) for name in ("ls0", "softmax", "cosface", "focal"))
 runs = {"arcface (E2)": integrated, "ls0": ls0, "softmax": softmax, "cosface": cosface, "focal": focal}
 tidy = pd.concat([r.tidy for r in (ls0, softmax, cosface, focal)], ignore_index=True)
 study.save_tidy(tidy, "04_loss_ablation")
@@ -93,14 +87,15 @@ t
 # %%
 t3 = study_table(tidy, "ls0", reference="ls0", selection="dev_auc_pauc")
 study.save_table(t3, "E3_ls0", "E3: label smoothing 0.0 (integrated model), beside the study's figures")
-ls = pd.concat({ds: compare_table(study_rule, ["ls0", "integrated"], ds, "AUC", references={"ls0": "ls0", "integrated": "integrated"})
-                for ds in ("dev", "eval")}, axis=1)
-ls.columns = [f"{ds.capitalize()} AUC {c.replace('integrated', 'LS 0.05').replace('ls0', 'LS 0.0')}" for ds, c in ls.columns]
+from asdlib.report.tables import side_by_side
+
+ls = side_by_side(study_rule, ["ls0", "integrated"], metrics=["AUC"], references={"ls0": "ls0", "integrated": "integrated"},
+                  labels={"ls0": "LS 0.0", "integrated": "LS 0.05"})
 study.save_table(ls, "E3_label_smoothing_auc", "E3: AUC (%) with label smoothing 0.0 vs 0.05")
 # ls
 
 # %%
-from asdlib import plots
+from asdlib.study import plots
 
 bars = compare_table(study_rule, losses + ["ls0"], "dev", "AUC").rename(columns={"integrated": "arcface"})
 study.save_figure(plots.plot_metric_bars(bars, list(bars.columns), "Loss ablation: dev AUC (%)"), "04_loss_ablation")

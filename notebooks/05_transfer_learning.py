@@ -24,31 +24,28 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %%
 import pandas as pd
 
-from asdlib.study.experiments import INTEGRATED, run_experiment, run_transfer
+from asdlib.study.experiments import run_experiment
 
-integrated = run_experiment(study, "integrated", INTEGRATED)  # reused from notebook 03
-transfer = run_transfer(study, integrated.runs["integrated"])
+integrated = run_experiment(study, "integrated")  # reused from notebook 03
+transfer = run_experiment(study, "transfer")  # fine-tunes the integrated run's checkpoints
 study.save_tidy(transfer.tidy, "05_transfer_learning")
 
 # %%
-from asdlib.report.tables import compare_table, study_table
+from asdlib.report.tables import side_by_side, study_table
 
 t5 = study_table(transfer.tidy, "transfer", reference="transfer", selection="dev_auc_pauc")
 study.save_table(t5, "E5_transfer", "E5: integrated pre-training, classifier fine-tuned per type (AUC / pAUC %), beside the study's figures")
@@ -60,16 +57,12 @@ t5
 # %%
 both = pd.concat([integrated.tidy, transfer.tidy], ignore_index=True)
 both = both[both.selection == "dev_auc_pauc"]
-gain = pd.concat({f"{ds.capitalize()} {m}": compare_table(both, ["integrated", "transfer"], ds, m)
-                  for ds in ("dev", "eval") for m in ("AUC", "pAUC")}, axis=1)
-gain.columns = [f"{a} {b}" for a, b in gain.columns]
-for col in ("Dev AUC", "Dev pAUC", "Eval AUC", "Eval pAUC"):
-    gain[f"{col} Δ"] = (gain[f"{col} transfer"] - gain[f"{col} integrated"]).round(2)
+gain = side_by_side(both, ["integrated", "transfer"], delta=("integrated", "transfer"))
 study.save_table(gain, "05_transfer_gain", "Integrated model vs the same model with per-type fine-tuned classifiers (%)")
 gain
 
 # %%
-from asdlib import plots
+from asdlib.study import plots
 
 curves = {name.replace("transfer_", ""): r.history for name, r in transfer.runs.items() if name.endswith("dev_auc_pauc")}
 study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss", "dev_auc")), "05_finetune_curves")

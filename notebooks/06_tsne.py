@@ -25,19 +25,16 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %%
 from asdlib.study.embedding_maps import describe, separability, tsne_maps
@@ -48,7 +45,7 @@ emb = embed(study, integrated.best["dev_auc_pauc"].path)
 print("embedding size:", emb.test_emb.shape[1])
 
 # %%
-from asdlib import plots
+from asdlib.study import plots
 
 maps = tsne_maps(emb, seed=seed, **study.profile.tsne)
 fig = plots.plot_tsne_panels(

@@ -29,27 +29,24 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %%
 import pandas as pd
 
-from asdlib.study.experiments import run_reconstruction
+from asdlib.study.experiments import run_experiment
 
-ae = run_reconstruction(study, "autoencoder")
-wavenet = run_reconstruction(study, "wavenet")
+ae = run_experiment(study, "autoencoder")
+wavenet = run_experiment(study, "wavenet")
 transfer_tidy = study.load_tidy(["05_transfer_learning"])  # E5 results of notebook 05
 tidy = pd.concat([ae.tidy, wavenet.tidy], ignore_index=True)
 study.save_tidy(tidy, "08_reconstruction")
@@ -73,14 +70,12 @@ t_wn
 # ## Reconstruction vs ID classification on the same splits
 
 # %%
-from asdlib.report.tables import compare_table
+from asdlib.report.tables import side_by_side
 
 both = pd.concat([tidy, transfer_tidy[transfer_tidy.selection == "dev_auc_pauc"].assign(selection="final")],
                  ignore_index=True)
-cmp = pd.concat({f"{ds.capitalize()} {m}": compare_table(both, ["autoencoder", "wavenet", "transfer"], ds, m,
-                                                          references={"autoencoder": "baseline_ae"} if ds == "dev" else None)
-                 for ds in ("dev", "eval") for m in ("AUC", "pAUC")}, axis=1)
-cmp.columns = [f"{a} {b}" for a, b in cmp.columns]
+cmp = side_by_side(both, ["autoencoder", "wavenet", "transfer"], references={"autoencoder": "baseline_ae"},
+                   reference_datasets=["dev"])
 study.save_table(cmp, "08_reconstruction_vs_classification",
                  "Autoencoder, WaveNet and the transfer-learned ID classifier on the same test clips (%)")
 cmp
@@ -91,9 +86,9 @@ cmp
 # each frame) and squared error, for the same machine type and ID.
 
 # %%
-from asdlib import explore, plots
 from asdlib.core.machines import machine_ids
 from asdlib.recon import load_recon_model, reconstruction_map
+from asdlib.study import explore, plots
 
 store = study.features
 examples = explore.pick_examples(store.index, seed=seed)

@@ -24,24 +24,21 @@
 # %% tags=["parameters"]
 data_root = None  # folder with dev_data/ and eval_data/; None: the embedded synthetic dataset
 synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
-profile = "smoke"  # ci | smoke | full (asdlib/profiles.py)
+profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
 # %%
-from asdlib.study.context import Study
+from asdlib.study import open_study
 
-study = Study.open(data_root=data_root, synthetic=synthetic, profile=profile, device=device, seed=seed,
-                   results_dir=results_dir, work_dir=work_dir)
-print(study.data_root, "|", study.data_label, "|", study.device)
-print(study.caption)
+study = open_study(globals())  # the parameters cell's values
 
 # %%
 from IPython.display import Markdown, display
 
-from asdlib import summary
+from asdlib.study import summary
 
 tidy = study.load_tidy()
 print("experiments:", sorted(tidy["experiment"].unique()))
@@ -62,11 +59,12 @@ means
 
 # %%
 from asdlib.report.tables import study_table
+from asdlib.study.registry import EXPERIMENTS
 
-for exp, (ref, label) in summary.EXPERIMENTS.items():
-    if exp in set(tidy["experiment"]):
-        t = study_table(tidy, exp, reference=ref, selection=summary.selection_for(tidy, exp))
-        display(Markdown(f"### {label}"))
+for exp in EXPERIMENTS.values():
+    if exp.name in set(tidy["experiment"]):
+        t = study_table(tidy, exp.name, reference=exp.reference, selection=summary.selection_for(tidy, exp.name))
+        display(Markdown(f"### {exp.label}"))
         display(t)
 
 # %% [markdown]
@@ -88,7 +86,7 @@ for exp in ("integrated", "transfer"):
     scores = study.load_scores(f"{exp}__dev_auc_pauc")
     ci = bootstrap_ci(scores, n_boot=study.profile.n_bootstrap, seed=seed)
     t = summary.ci_table(ci)
-    study.save_table(t, f"09_bootstrap_{exp}", f"{summary.EXPERIMENTS[exp][1]}: AUC / pAUC % with 95% bootstrap intervals "
+    study.save_table(t, f"09_bootstrap_{exp}", f"{EXPERIMENTS[exp].label}: AUC / pAUC % with 95% bootstrap intervals "
                      f"({study.profile.n_bootstrap} resamples of the test clips within each ID and label)")
-    display(Markdown(f"### {summary.EXPERIMENTS[exp][1]}"))
+    display(Markdown(f"### {EXPERIMENTS[exp].label}"))
     display(t)

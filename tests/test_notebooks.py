@@ -7,10 +7,11 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from asdlib.study import PARAMETERS as STUDY_PARAMETERS
 from asdlib.study.pipeline import NOTEBOOKS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-PARAMETERS = {"data_root", "synthetic", "profile", "device", "seed", "results_dir", "work_dir"}
+PARAMETERS = set(STUDY_PARAMETERS)
 
 
 def _code(nb) -> list:

@@ -17,8 +17,9 @@ from asdlib.features.logmel import FeatureConfig
 
 SR = 16_000
 FC = FeatureConfig(n_fft=256, win_length=256, hop_length=128, n_mels=16, duration_s=0.25)
-TINY = dict(model="iresnet50", width=0.0625, depths=(1, 1, 1, 1), embedding_dim=32, batch_size=8,
-            max_lr=3e-3, T_up=1, T_0=4, T_mult=1, device="cpu", amp=False)
+TINY = {"model": "iresnet50", "width": 0.0625, "depths": (1, 1, 1, 1), "embedding_dim": 32, "batch_size": 8,
+        "schedule.max_lr": 3e-3, "schedule.T_up": 1, "schedule.T_0": 4, "schedule.T_mult": 1, "device": "cpu",
+        "amp": False}
 
 
 def write_tone(path, freq: float, seed: int, noise: float = 0.05) -> None:
@@ -40,7 +41,7 @@ def tiny_checkpoint(tmp_path_factory):
         ids.append(mid)
     x = wav_features(files, FC.to_dict())
     y = np.array([0 if i == "00" else 1 for i in ids])
-    res = fit(x, y, TrainConfig(epochs=3, **TINY), root / "run", class_names=[("fan", "00"), ("fan", "02")],
+    res = fit(x, y, TrainConfig.from_dict(TINY | {"epochs": 3}, strict=True), root / "run", class_names=[("fan", "00"), ("fan", "02")],
               feature_config=FC.to_dict(), progress=False)
     meta = pd.DataFrame({"machine_type": "fan", "machine_id": ids})
     cal = calibrate(res.last_path, x, meta, scorer="softmax")
@@ -110,7 +111,7 @@ def test_train_then_score_on_synthetic_data(tmp_path, capsys):
     run = tmp_path / "run"
     rc = main(["train", "--root", str(root), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
                "--width", "0.125", "--depths", "1,1,1,1", "--embedding-dim", "32", "--batch-size", "16",
-               "--loss", "softmax", "--mixup-alpha", "0", "--epochs", "6", "--lr", "3e-3", "--eval-every", "2",
+               "--loss-kind", "softmax", "--mixup-alpha", "0", "--epochs", "6", "--schedule-max-lr", "3e-3", "--eval-every", "2",
                "--device", "cpu", "--no-progress"])
     assert rc == 0
     h = pd.read_csv(run / "history.csv")

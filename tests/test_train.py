@@ -29,9 +29,10 @@ def tones(n_per: int, seed: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 def tiny_cfg(**kw) -> TrainConfig:
-    base = dict(model="iresnet50", width=0.0625, depths=(1, 1, 1, 1), embedding_dim=32, batch_size=16,
-                epochs=4, max_lr=3e-3, T_up=1, T_0=4, T_mult=1, eval_every=2, device="cpu", amp=False)
-    return TrainConfig(**{**base, **kw})
+    base = {"model": "iresnet50", "width": 0.0625, "depths": (1, 1, 1, 1), "embedding_dim": 32, "batch_size": 16,
+            "epochs": 4, "schedule.max_lr": 3e-3, "schedule.T_up": 1, "schedule.T_0": 4, "schedule.T_mult": 1,
+            "eval_every": 2, "device": "cpu", "amp": False}
+    return TrainConfig.from_dict({**base, **kw}, strict=True)
 
 
 def dev_set() -> EvalSet:
@@ -92,7 +93,7 @@ def test_resume_refuses_other_settings(tmp_path):
     x, y = tones(8, seed=2)
     fit(x, y, tiny_cfg(epochs=1), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="max_lr"):
-        fit(x, y, tiny_cfg(epochs=2, max_lr=1e-2), tmp_path, progress=False)
+        fit(x, y, tiny_cfg(**{"epochs": 2, "schedule.max_lr": 1e-2}), tmp_path, progress=False)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -1,10 +1,11 @@
 """The settings of an ID-classification run, saved in every checkpoint, and the model they describe."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..core import config
 from ..core.errors import ConfigError
 from ..models import create_model
 from .losses import LossConfig, needs_cosine_head
@@ -16,6 +17,9 @@ CRITERIA = ("dev_auc_pauc", "val_loss")
 @dataclass
 class TrainConfig:
     """Every setting of a training run; defaults are the study's Method 1 (E2, ArcFace).
+
+    Loss and learning-rate schedule are sections (``cfg.loss.kind``, ``cfg.schedule.max_lr``);
+    overrides name them with dots (``{"loss.kind": "cosface"}``), see :mod:`asdlib.core.config`.
 
     ``epochs=70``: the study does not state it; with T_0=10, T_mult=2 the restarts end at
     epochs 10, 30, 70, 150, and stopping at a cycle's end leaves the learning rate at its
@@ -31,36 +35,29 @@ class TrainConfig:
     label-free ``val_loss`` selection criterion and for threshold calibration.
     """
 
-    model: str = "iresnet50"
-    width: float = 1.0
-    depths: tuple[int, ...] | None = None
-    embedding_dim: int = 2048
-    dropout: float | None = None  # None: the model's default
-    loss: str = "arcface"  # softmax | cosface | arcface | focal
-    scale: float = 30.0
-    margin: float = 0.05
-    label_smoothing: float = 0.05
-    focal_alpha: float = 1.0
-    focal_gamma: float = 1.0
-    mixup_alpha: float = 1.0  # lambda ~ Beta(alpha, alpha); 0 disables mixup
+    model: str = field(default="iresnet50", metadata={"help": "backbone: resnet50 | iresnet50 | mobilenetv2"})
+    width: float = field(default=1.0, metadata={"help": "channel width multiplier"})
+    depths: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks per stage (none: the model's)"})
+    embedding_dim: int = field(default=2048, metadata={"help": "embedding size"})
+    dropout: float | None = field(default=None, metadata={"help": "head dropout (none: the model's default)"})
+    loss: LossConfig = field(default_factory=LossConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    mixup_alpha: float = field(default=1.0, metadata={"help": "mixup lambda ~ Beta(alpha, alpha); 0 disables"})
     batch_size: int = 64
-    weight_decay: float = 0.0  # Adam without weight decay
-    max_lr: float = 2e-4
-    T_up: int = 2
-    T_0: int = 10
-    T_mult: int = 2
-    epochs: int = 70
-    eval_every: int = 2
-    crop_frames: int | None = None
-    val_fraction: float = 0.1
-    select: tuple[str, ...] = CRITERIA
-    eval_scorer: str = "softmax"
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
+    epochs: int = field(default=70, metadata={"help": "epochs (70: the end of the third cosine cycle)"})
+    eval_every: int = field(default=2, metadata={"help": "score the eval sets every N epochs"})
+    crop_frames: int | None = field(default=None, metadata={
+        "help": "train on random crops of N frames and score with sliding windows (none: whole clips)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of normal training clips held out"})
+    select: tuple[str, ...] = field(default=CRITERIA, metadata={"help": "checkpoint selection criteria"})
+    eval_scorer: str = field(default="softmax", metadata={"help": "scorer of the training-time evaluation"})
     seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    deterministic: bool = False
-    log_every: int = 50
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:k]"})
+    amp: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA"})
+    channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on CUDA"})
+    deterministic: bool = field(default=False, metadata={"help": "torch.use_deterministic_algorithms"})
+    log_every: int = field(default=50, metadata={"help": "progress-bar update every N steps"})
 
     def __post_init__(self) -> None:
         if self.depths is not None:
@@ -75,30 +72,39 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["select"] = list(self.select)
-        d["depths"] = None if self.depths is None else list(self.depths)
-        return d
+        """Nested plain dict, as saved in checkpoints and hashed into run keys."""
+        return config.to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Rebuild from a checkpoint's dict, ignoring keys a newer version might add."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d: dict, strict: bool = False) -> TrainConfig:
+        """Rebuild from a nested dict and/or dotted keys; a checkpoint's dict ignores keys a
+        newer version might add (``strict=False``), user settings name unknown keys."""
+        d = dict(d)
+        if isinstance(d.get("loss"), str):  # checkpoints before loss/schedule were sections
+            d = _from_flat_layout(d)
+        return config.from_dict(cls, d, strict=strict)
 
-    def loss_config(self):
-        return LossConfig(kind=self.loss, scale=self.scale, margin=self.margin,
-                          label_smoothing=self.label_smoothing, focal_alpha=self.focal_alpha,
-                          focal_gamma=self.focal_gamma)
+    def replace(self, overrides: dict | None = None, **kw) -> TrainConfig:
+        """A copy with dotted overrides (``{"loss.kind": "cosface"}``) and/or top-level keywords."""
+        return config.override(self, {**(overrides or {}), **kw})
 
-    def schedule_config(self):
-        return ScheduleConfig(max_lr=self.max_lr, T_up=self.T_up, T_0=self.T_0, T_mult=self.T_mult)
+
+_FLAT_LOSS = ("scale", "margin", "label_smoothing", "focal_alpha", "focal_gamma")
+_FLAT_SCHEDULE = ("max_lr", "T_up", "T_0", "T_mult")
+
+
+def _from_flat_layout(d: dict) -> dict:
+    """The flat layout of checkpoints written before loss and schedule became sections."""
+    out = {k: v for k, v in d.items() if k not in _FLAT_LOSS + _FLAT_SCHEDULE + ("loss",)}
+    out["loss"] = {"kind": d["loss"], **{k: d[k] for k in _FLAT_LOSS if k in d}}
+    out["schedule"] = {k: d[k] for k in _FLAT_SCHEDULE if k in d}
+    return out
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The backbone + head a config describes; margin losses get the cosine head."""
     kw = dict(width=cfg.width, depths=cfg.depths, embedding_dim=cfg.embedding_dim,
-              head="cosine" if needs_cosine_head(cfg.loss) else "linear", scale=cfg.scale, in_chans=1)
+              head="cosine" if needs_cosine_head(cfg.loss.kind) else "linear", scale=cfg.loss.scale, in_chans=1)
     if cfg.dropout is not None:
         kw["dropout"] = cfg.dropout
     return create_model(cfg.model, num_classes, **kw)

@@ -35,7 +35,7 @@ value, so the default is the study's single margin 0.05 and a run may set 0.35.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +48,9 @@ LOSS_KINDS = ("softmax", "cosface", "arcface", "focal")
 
 @dataclass
 class LossConfig:
-    kind: str = "arcface"
-    scale: float = 30.0  # must equal the cosine head's scale
-    margin: float = 0.05
+    kind: str = field(default="arcface", metadata={"help": "softmax | cosface | arcface | focal"})
+    scale: float = field(default=30.0, metadata={"help": "cosine-logit scale s (also the cosine head's)"})
+    margin: float = field(default=0.05, metadata={"help": "additive margin m (ArcFace angle, CosFace cosine)"})
     label_smoothing: float = 0.05
     focal_alpha: float = 1.0
     focal_gamma: float = 1.0

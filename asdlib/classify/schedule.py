@@ -33,7 +33,7 @@ Here there is one closed form, :func:`lr_at`, and the scheduler class only evalu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -43,12 +43,12 @@ from ..core.errors import ConfigError
 
 @dataclass
 class ScheduleConfig:
-    max_lr: float = 2e-4
-    T_up: float = 2.0  # warm-up epochs at the start of every cycle
-    T_0: float = 10.0  # first cycle length, epochs
-    T_mult: float = 2.0  # cycle length multiplier
+    max_lr: float = field(default=2e-4, metadata={"help": "peak learning rate of each cycle"})
+    T_up: float = field(default=2.0, metadata={"help": "warm-up epochs at the start of every cycle"})
+    T_0: float = field(default=10.0, metadata={"help": "first cycle length, epochs"})
+    T_mult: float = field(default=2.0, metadata={"help": "cycle length multiplier"})
     min_lr: float = 0.0
-    gamma: float = 1.0  # max_lr decay per cycle
+    gamma: float = field(default=1.0, metadata={"help": "max_lr decay per cycle"})
 
     def __post_init__(self) -> None:
         if self.T_0 <= 0 or self.T_mult < 1:

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..core.config import flatten
 from ..core.errors import AsdlibError, ConfigError
 from ..core.utils import atomic_write_text, resolve_device, set_seed
 from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
@@ -184,9 +185,9 @@ def fit(
     if cfg.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     params = trainable(model) if trainable is not None else list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay)
-    scheduler = WarmupCosineRestarts(optimizer, cfg.schedule_config(), steps_per_epoch=steps)
-    loss_fn = build_loss(cfg.loss_config())
+    optimizer = torch.optim.Adam(params, lr=cfg.schedule.max_lr, weight_decay=cfg.weight_decay)
+    scheduler = WarmupCosineRestarts(optimizer, cfg.schedule, steps_per_epoch=steps)
+    loss_fn = build_loss(cfg.loss)
     # shuffling and crops draw on the device holding the data; mixup draws its lambda and
     # partners on the host (NumPy Beta), so it gets a CPU generator: no device sync per step.
     gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
@@ -273,8 +274,8 @@ def fit(
 
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
     """Resuming is only sound with the same settings; ``epochs`` may grow (the schedule ignores it)."""
-    saved = TrainConfig.from_dict(state["config"]).to_dict()
-    now = cfg.to_dict()
+    saved = flatten(TrainConfig.from_dict(state["config"]))
+    now = flatten(cfg)
     diff = [k for k in now if k not in ("epochs", "device", "log_every") and saved.get(k) != now[k]]
     if diff:
         raise ConfigError(f"{path} was written with other settings ({', '.join(diff)}); "

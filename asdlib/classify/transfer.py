@@ -9,7 +9,6 @@ import torch
 from ..core.errors import ConfigError
 from ..core.utils import set_seed
 from .checkpoint import load_model, normalise_class_names
-from .config import TrainConfig
 from .evaluate import EvalSet
 from .train import TrainResult, fit
 
@@ -32,11 +31,10 @@ def finetune_classifier(
     ``class_names`` (one type's IDs); ``init='rows'`` starts from the integrated classifier's
     rows of those IDs, which begins at the integrated model's decision rule and only has to
     sharpen it. The backbone is frozen (``requires_grad=False``, eval-mode batch norm).
-    ``cfg_overrides`` default to ``epochs=T_0`` (one cosine cycle: a linear layer converges fast).
+    ``cfg_overrides`` (dotted, as :meth:`TrainConfig.replace`) default to ``epochs=T_0`` (one cosine cycle: a linear layer converges fast).
     """
     model, cfg, meta = load_model(checkpoint, device="cpu")
-    overrides = {"epochs": cfg.T_0, **(cfg_overrides or {})}
-    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+    cfg = cfg.replace({"epochs": int(cfg.schedule.T_0), **(cfg_overrides or {})})
     names = normalise_class_names(class_names)
     old_names = meta["class_names"]
     old_state = {k: v.clone() for k, v in model.get_classifier().state_dict().items()}

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..classify.config import TrainConfig
+from ..core.config import add_arguments, overrides_from_args
+from ..study.registry import EXPERIMENTS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,25 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $ASDLIB_CACHE_DIR or ~/.cache/asdlib/features)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="clip length in the cache (default: shortest clip)")
-    p.add_argument("--model", default="iresnet50", help="resnet50 | iresnet50 | mobilenetv2 (default: iresnet50)")
-    p.add_argument("--loss", default="arcface", help="softmax | cosface | arcface | focal (default: arcface)")
-    p.add_argument("--epochs", type=int, default=70, help="epochs (default: 70, the end of the third cosine cycle)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: 1.0)")
-    p.add_argument("--depths", default=None, help="comma-separated stage depths (default: the model's)")
-    p.add_argument("--embedding-dim", type=int, default=2048, help="embedding size (default: 2048)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4, help="max learning rate of the schedule (default: 2e-4)")
-    p.add_argument("--margin", type=float, default=0.05)
-    p.add_argument("--label-smoothing", type=float, default=0.05)
-    p.add_argument("--mixup-alpha", type=float, default=1.0, help="Beta(alpha, alpha) mixup; 0 disables (default: 1)")
-    p.add_argument("--crop-frames", type=int, default=None, help="train on random crops of this many frames (default: whole clips)")
-    p.add_argument("--eval-every", type=int, default=2)
-    p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--scorer", default="softmax", help="scorer to calibrate thresholds for (default: softmax)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--experiment", default=None, choices=[n for n, e in EXPERIMENTS.items() if e.kind == "classifier"],
+                   help="start from a registered experiment's settings (asdlib/study/registry.py); flags below "
+                   "override them (default: the study's E2 settings)")
+    add_arguments(p, TrainConfig, title="training settings (TrainConfig; defaults are the study's)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..classify.config import TrainConfig
     from ..classify.evaluate import EvalSet
     from ..classify.threshold import calibrate_run, class_of
     from ..classify.train import fit
@@ -67,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from ..features.logmel import FeatureConfig
 
     progress = not args.no_progress
+    base = EXPERIMENTS[args.experiment].overrides if args.experiment else {}
+    cfg = TrainConfig().replace(dict(base) | overrides_from_args(args))
     index = index_dataset(args.root, machine_types=_split(args.types))
     types = [t for t in MACHINE_TYPES if t in set(index["machine_type"])]
     names = [f"{t}/{i}" for t, i in class_labels(types)]
     store = build_feature_cache(index, FeatureConfig(duration_s=args.duration), cache_dir=args.cache_dir,
-                                device=args.device, progress=progress)
+                                device=cfg.device, progress=progress)
     idx = store.index
     is_train = (idx["part"] == "train").to_numpy()
     if not is_train.any():
@@ -84,19 +77,12 @@ def run(args: argparse.Namespace) -> int:
         if sel.any():
             x, m = store.subset(sel)
             eval_sets[ds] = EvalSet(np.asarray(x), m.assign(**{"class": class_of(m, names)}))
-    cfg = TrainConfig(
-        model=args.model, loss=args.loss, epochs=args.epochs, width=args.width,
-        depths=None if args.depths is None else tuple(int(d) for d in _split(args.depths)),
-        embedding_dim=args.embedding_dim, batch_size=args.batch_size, max_lr=args.lr, margin=args.margin,
-        label_smoothing=args.label_smoothing, mixup_alpha=args.mixup_alpha, crop_frames=args.crop_frames,
-        eval_every=args.eval_every, val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-    )
-    print(f"training {cfg.model} ({cfg.loss}) on {len(y_train)} clips, {len(names)} IDs of {', '.join(types)}; "
+    print(f"training {cfg.model} ({cfg.loss.kind}) on {len(y_train)} clips, {len(names)} IDs of {', '.join(types)}; "
           f"eval sets: {', '.join(f'{k} ({len(v.meta)})' for k, v in eval_sets.items()) or 'none'}")
     res = fit(x_train, y_train, cfg, args.out, eval_sets=eval_sets or None, class_names=names,
               feature_config=store.config.to_dict(), progress=progress, resume=not args.no_resume)
 
-    cals = calibrate_run(res, x_train, m_train, scorer=args.scorer, device=resolve_device(args.device))
+    cals = calibrate_run(res, x_train, m_train, scorer=args.scorer, device=resolve_device(cfg.device))
     targets = {f"best_{k}": b.path for k, b in res.best.items()} | {"last": res.last_path}
     for label, ckpt in targets.items():
         line = f"{label}: {Path(ckpt).name}"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 import threading
 from collections import deque
@@ -43,11 +42,11 @@ from torch import nn
 from ..core.errors import AudioError, CacheError, ConfigError
 from ..core.machines import SAMPLE_RATE
 from ..data.audio import read_wav
+from . import fastmel
 
 __all__ = ["FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
 
 CPU_CHUNK = 4  # clips per worker job on CPU (read, then log-mel clip by clip in reused scratch tensors)
-MEL_BLOCK = 16  # mel bins per block of the CPU mel projection (see LogMel._mel_blocks)
 
 SHORT_CLIP_POLICIES = ("error", "wrap", "zeros")
 
@@ -209,108 +208,15 @@ class LogMel(nn.Module):
         )
         self.scale = 20.0 / cfg.power  # 10 for a power spectrogram, 20 for magnitude
 
-    def _mel_blocks(self) -> list[tuple[int, int, int, int, torch.Tensor]]:
-        """The filterbank for the CPU path: blocks of ``MEL_BLOCK`` consecutive mel bins, each cut to
-        the frequency rows where it is non-zero, with every row doubled (interleaved) so that it
-        applies to ``re**2, im**2`` pairs: ``(m0, m1, 2*f0, 2*f1, W)``, ``W[:, 2k] = W[:, 2k+1] = fb.T[m0:m1, f0+k]``.
-
-        A mel filter touches only a few FFT bins (about 1,000 of the 65,664 entries of the default
-        filterbank are non-zero), so projecting block by block does a small fraction of the dense
-        matmul's work; summing ``re**2`` and ``im**2`` inside the matmul saves a pass over the
-        spectrum. Only exact zeros are skipped, so the sums equal ``fb.T @ |X|**2`` up to float32
-        summation order. Rebuilt when the filterbank tensor changes (e.g. moved to another device).
-        """
-        fb = self.mel.mel_scale.fb  # (n_freq, n_mels), torchaudio's own filterbank
-        cached = getattr(self, "_blocks", None)
-        if cached is not None and cached[0] is fb:
-            return cached[1]
-        nonzero = (fb != 0).cpu().numpy()
-        n_freq, n_mels = nonzero.shape
-        used = nonzero.any(axis=0)
-        first = np.where(used, nonzero.argmax(axis=0), n_freq)
-        last = np.where(used, n_freq - nonzero[::-1].argmax(axis=0), 0)  # exclusive
-        pairs = fb.T.repeat_interleave(2, dim=1)  # (n_mels, 2 * n_freq)
-        blocks = []
-        for m0 in range(0, n_mels, MEL_BLOCK):
-            m1 = min(m0 + MEL_BLOCK, n_mels)
-            f0, f1 = int(first[m0:m1].min()), int(last[m0:m1].max())
-            if f1 <= f0:  # filters with no support (possible with many mels): rows stay zero
-                f0 = f1 = 0
-            blocks.append((m0, m1, 2 * f0, 2 * f1, pairs[m0:m1, 2 * f0 : 2 * f1].contiguous()))
-        self._blocks = (fb, blocks)
-        return blocks
-
-    def _fast_cpu(self, wave: torch.Tensor) -> bool:
-        """Whether :meth:`_logmel_cpu_into` applies: CPU, power 2, centred reflect-padded full-length windows."""
-        spec = self.mel.spectrogram
-        return (
-            wave.device.type == "cpu" and self.cfg.power == 2.0 and bool(spec.center) and spec.pad_mode == "reflect"
-            and spec.win_length == spec.n_fft and wave.shape[-1] > spec.n_fft // 2
-        )
-
-    def _logmel_cpu_into(self, wave: torch.Tensor, out: torch.Tensor, ws: _Workspace) -> tuple[float, float]:
-        """(B, S) float32 -> log-mel dB written into ``out`` (B, n_mels, T) (float32 or float16), clip by clip.
-
-        The same computation as ``torch.stft`` + ``torchaudio``'s mel projection (reflect padding
-        by n_fft // 2, periodic Hann window, one-sided FFT, ``re*re + im*im``, Slaney filterbank,
-        ``scale * log10(mel + eps)``), done with the scratch tensors of ``ws``, reused from clip to
-        clip: fresh ~1 MB temporaries per clip cost about as much in page faults as the arithmetic.
-        The mel projection skips the filterbank's exact zeros (:meth:`_mel_blocks`).
-        ``tests/test_features.py`` checks the result against ``torchaudio.transforms.MelSpectrogram``.
-        Returns the smallest and largest value written (NaN if any is NaN).
-        """
-        spec = self.mel.spectrogram
-        n_fft, hop, p = spec.n_fft, spec.hop_length, spec.n_fft // 2
-        B, S = wave.shape
-        T, F, M = 1 + S // hop, n_fft // 2 + 1, self.cfg.n_mels
-        if tuple(out.shape) != (B, M, T):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {(B, M, T)}")
-        padded = ws.get("padded", (S + 2 * p,), torch.float32)
-        frames = ws.get("frames", (T, n_fft), torch.float32)
-        fourier = ws.get("fourier", (T, F), torch.complex64)
-        squares = ws.get("squares", (T, 2 * F), torch.float32)  # re**2, im**2 interleaved; used as (2F, T)
-        scratch = ws.get("mel", (M, T), torch.float32)
-        window, blocks = spec.window, self._mel_blocks()
-        flat = torch.view_as_real(fourier).view(T, 2 * F)  # (T, F) complex as (T, 2F) real
-        lo, hi, nan = float("inf"), float("-inf"), False
-        direct = out.dtype == torch.float32  # else: computed in float32 scratch, converted on the copy into out
-        for b in range(B):
-            x = wave[b]
-            padded[p : p + S].copy_(x)
-            padded[:p].copy_(x[1 : p + 1].flip(0))  # reflect: x[p], ..., x[1]
-            padded[p + S :].copy_(x[S - 1 - p : S - 1].flip(0))  # x[S-2], ..., x[S-1-p]
-            torch.mul(padded.unfold(0, n_fft, hop), window, out=frames)  # (T, n_fft) windowed frames
-            torch.fft.rfft(frames, out=fourier)  # (T, F)
-            torch.mul(flat, flat, out=squares)
-            mel = out[b] if direct else scratch  # (M, T)
-            pairs_t = squares.T  # (2F, T)
-            for m0, m1, f0, f1, w in blocks:  # mel = fb.T @ (re**2 + im**2), the zeros of fb skipped
-                if f1 > f0:
-                    torch.mm(w, pairs_t[f0:f1], out=mel[m0:m1])
-                else:
-                    mel[m0:m1].zero_()
-            mel.add_(self.cfg.eps)
-            np.log10(mel.numpy(), out=mel.numpy())  # numpy's float32 log10 is SIMD, ~10x torch's on CPU
-            mel.mul_(self.scale)
-            if self.cfg.top_db is not None:
-                mel.clamp_(min=float(mel.max()) - self.cfg.top_db)
-            if not direct:
-                out[b].copy_(mel)
-            mn, mx = (float(v) for v in torch.aminmax(mel))
-            lo, hi = min(lo, mn), max(hi, mx)
-            if math.isnan(mn) or math.isnan(mx):
-                nan = True
-        return (float("nan"), float("nan")) if nan else (lo, hi)
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.ndim == 1:
             wave = wave.unsqueeze(0)  # (S,) -> (1, S)
         if wave.ndim != 2:
             raise ValueError(f"LogMel expects (B, S) or (S,) waveforms, got shape {tuple(wave.shape)}")
         wave = wave.float()
-        if self._fast_cpu(wave):
+        if fastmel.applies(self, wave):
             out = torch.empty((wave.shape[0], self.cfg.n_mels, 1 + wave.shape[1] // self.cfg.hop_length))
-            self._logmel_cpu_into(wave, out, _Workspace())
+            fastmel.logmel_into(self, wave, out, fastmel.Workspace())
             return out
         if self.cfg.power == 2.0:  # GPU (or an unusual config): torch.stft, |X|^2 as re*re + im*im, one matmul
             spec = self.mel.spectrogram
@@ -330,30 +236,17 @@ class LogMel(nn.Module):
         return db
 
 
-class _Workspace:
-    """Scratch tensors of :meth:`LogMel._logmel_cpu_into`, kept by one thread and reused from call to call."""
-
-    def __init__(self) -> None:
-        self.tensors: dict[str, torch.Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        t = self.tensors.get(name)
-        if t is None or tuple(t.shape) != shape or t.dtype != dtype:
-            t = self.tensors[name] = torch.empty(shape, dtype=dtype)
-        return t
-
-
 F16_MAX = 65504.0
 
 
 def _compute_batch(
-    logmel: LogMel, wave: np.ndarray, device: str, out: np.ndarray | None = None, workspace: _Workspace | None = None
+    logmel: LogMel, wave: np.ndarray, device: str, out: np.ndarray | None = None, workspace: fastmel.Workspace | None = None
 ) -> np.ndarray:
     """(B, S) float32 waveforms -> (B, n_mels, T) float16 log-mel on the host (written into ``out`` if given)."""
     with torch.inference_mode():
         x = torch.from_numpy(wave)
-        if out is not None and device == "cpu" and logmel._fast_cpu(x):
-            lo, hi = logmel._logmel_cpu_into(x, torch.from_numpy(out), workspace or _Workspace())
+        if out is not None and device == "cpu" and fastmel.applies(logmel, x):
+            lo, hi = fastmel.logmel_into(logmel, x, torch.from_numpy(out), workspace or fastmel.Workspace())
             if not -F16_MAX <= lo <= hi <= F16_MAX:  # False for NaN too
                 raise CacheError("log-mel features overflow float16 or are not finite; check the input levels")
             return out
@@ -384,7 +277,7 @@ def compute_features(
     How the work is split, and why: on CPU each of ``num_workers`` threads reads *and*
     transforms its own groups of ``CPU_CHUNK`` clips with one torch thread each (decoding
     and torch kernels release the GIL), clip by clip in scratch tensors that the worker
-    reuses (:meth:`LogMel._logmel_cpu_into`: no fresh pages per clip, the STFT stays in
+    reuses (:func:`asdlib.features.fastmel.logmel_into`: no fresh pages per clip, the STFT stays in
     cache) and writes float16 straight into ``out``, so ``num_workers`` is the number of cores used. On CUDA the threads only read, one batch of
     ``batch_size`` ahead, and the main thread transforms whole batches on the GPU.
     """
@@ -423,7 +316,7 @@ def compute_features(
         if not on_cpu:
             return buf
         if getattr(local, "ws", None) is None:
-            local.ws = _Workspace()
+            local.ws = fastmel.Workspace()
             # OpenMP's thread count is a per-thread setting: without this a worker's kernels would start
             # their own teams of get_num_threads() threads, oversubscribing the cores the workers share.
             torch.set_num_threads(1)

@@ -191,6 +191,35 @@ def compare_table(tidy: pd.DataFrame, experiments: Sequence[str], dataset: str, 
     return out
 
 
+def side_by_side(tidy: pd.DataFrame, experiments: Sequence[str], metrics: Sequence[str] = ("AUC", "pAUC"),
+                 datasets: Sequence[str] = ("dev", "eval"), references: Mapping[str, str] | None = None,
+                 reference_datasets: Sequence[str] = ("dev", "eval"), labels: Mapping[str, str] | None = None,
+                 delta: tuple[str, str] | None = None, decimals: int = 2, selection: str | None = None) -> pd.DataFrame:
+    """Experiments side by side for several datasets and metrics: columns ``'Dev AUC <label>'``.
+
+    One :func:`compare_table` per (dataset, metric), joined. ``references`` as there, for the
+    datasets in ``reference_datasets``; ``labels``
+    renames experiments in the column names; ``delta=(a, b)`` adds ``'<col> Δ'`` = b - a.
+    """
+    labels = dict(labels or {})
+    parts = {}
+    for ds in datasets:
+        for metric in metrics:
+            refs = references if ds in reference_datasets else None
+            parts[f"{DATASET_LABELS[ds]} {metric}"] = compare_table(tidy, experiments, ds, metric, refs, decimals,
+                                                                    selection)
+    out = pd.concat(parts, axis=1)
+    out.columns = [f"{col} {labels.get(exp, exp)}" if not exp.endswith(" (study)")
+                   else f"{col} {labels.get(exp[:-8], exp[:-8])} (study)" for col, exp in out.columns]
+    if delta is not None:
+        a, b = (labels.get(e, e) for e in delta)
+        for col in parts:
+            out[f"{col} Δ"] = (out[f"{col} {b}"] - out[f"{col} {a}"]).round(decimals)
+    out.index.name = "machine type"
+    out.attrs["decimals"] = decimals
+    return out
+
+
 def table_markdown(table: pd.DataFrame, title: str | None = None, caption: str | None = None) -> str:
     """A Markdown table (missing figures as '—'), the title above it and the caption under it."""
     decimals = int(table.attrs.get("decimals", 2))

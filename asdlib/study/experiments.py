@@ -14,13 +14,28 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..classify.checkpoint import class_name
-from ..core.machines import MACHINE_TYPES, class_labels
+from ..classify.config import TrainConfig
+from ..classify.evaluate import EvalSet
+from ..classify.threshold import calibrate_run
+from ..classify.train import TrainResult, fit
+from ..classify.transfer import finetune_classifier
+from ..core.machines import MACHINE_TYPES, class_labels, machine_ids
+from ..recon import (
+    ReconConfig,
+    WaveNetConfig,
+    fit_autoencoder,
+    fit_wavenet,
+    load_recon_model,
+    score_autoencoder,
+    score_wavenet,
+)
+from .registry import Experiment, get_experiment
 
 SELECTIONS = ("dev_auc_pauc", "val_loss")  # the study's (sees dev-test labels) and a label-free one
 SELECTION_NOTES = {
@@ -65,15 +80,13 @@ def take(features: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features[idx]) if len(idx) else np.empty((0, *features.shape[1:]), features.dtype)
 
 
-def train_config(study, **overrides):
-    from ..classify.config import TrainConfig
-
-    return TrainConfig(**(study.profile.classifier | overrides | {"seed": study.seed, "device": study.device}))
+def train_config(study, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The profile's classifier settings with dotted ``overrides`` (an experiment's) on top."""
+    return TrainConfig().replace(study.profile.classifier | dict(overrides or {})
+                                 | {"seed": study.seed, "device": study.device})
 
 
 def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
-    from ..classify.evaluate import EvalSet
-
     index = study.features.index
     dev = rows(index, types, "test", "dev", labelled=True)
     meta = index.iloc[dev]
@@ -83,15 +96,13 @@ def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
     return {"dev": EvalSet(take(study.features.features, dev), meta.reset_index(drop=True))}
 
 
-def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **overrides):
+def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
+                     overrides: Mapping[str, Any] | None = None) -> TrainResult:
     """Train (or reuse) an ID classifier on the normal training clips of ``types``.
 
     One type gives an individual model (E1); all six the integrated 41-ID model (E2).
     """
-    from ..classify.threshold import calibrate_run
-    from ..classify.train import fit
-
-    cfg = train_config(study, **overrides)
+    cfg = train_config(study, overrides)
     names = class_names(types)
     key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
                        list(types), study.features.key)
@@ -109,12 +120,11 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES, **o
     return result
 
 
-def transfer_classifier(study, checkpoint: str | Path, machine_type: str, **overrides):
+def transfer_classifier(study, checkpoint: str | Path, machine_type: str,
+                        overrides: Mapping[str, Any] | None = None) -> TrainResult:
     """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
-    from ..classify.transfer import finetune_classifier
-
     names = class_names([machine_type])
-    cfg = study.profile.finetune | overrides | {"seed": study.seed, "device": study.device}
+    cfg = study.profile.finetune | dict(overrides or {}) | {"seed": study.seed, "device": study.device}
     key = settings_key(str(checkpoint), cfg, study.features.key)
     index = study.features.index
     tr = rows(index, [machine_type], "train")
@@ -200,10 +210,6 @@ def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = M
     return pd.concat(tidy, ignore_index=True), all_scores
 
 
-INDIVIDUAL = {f"individual_{t}": (t,) for t in MACHINE_TYPES}  # E1: one model per machine type
-INTEGRATED = {"integrated": MACHINE_TYPES}  # E2: one model for all 41 IDs
-
-
 @dataclass
 class ExperimentResult:
     name: str
@@ -222,22 +228,32 @@ def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str,
     return res
 
 
-def run_experiment(study, experiment: str, groups: dict[str, Sequence[str]], save: bool = True,
-                   **overrides) -> ExperimentResult:
-    """Train (or reuse) one classifier per group of types, evaluate all, and save the scores."""
+def run_experiment(study, experiment: str | Experiment, save: bool = True) -> ExperimentResult:
+    """Run (or reuse) a registered experiment (:mod:`asdlib.study.registry`) and save its scores.
+
+    Classifier experiments train one model per group of types with the experiment's
+    overrides; ``transfer`` fine-tunes the integrated run; reconstruction experiments train
+    one model per machine type.
+    """
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if exp.kind == "transfer":
+        return run_transfer(study, run_experiment(study, "integrated").runs["integrated"], exp.name, save)
+    if exp.kind == "reconstruction":
+        return run_reconstruction(study, exp.name, save)
     runs, tidy, scores = {}, [], {}
-    for run_name, types in groups.items():
-        folder = run_name if run_name.startswith(experiment) else f"{experiment}_{run_name}"  # e.g. ls0_integrated
-        r = train_classifier(study, folder, types, **overrides)
-        t, s = evaluate_classifier(study, r, experiment, types)
+    for run_name, types in exp.groups.items():
+        folder = run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"  # e.g. ls0_integrated
+        r = train_classifier(study, folder, types, exp.overrides)
+        t, s = evaluate_classifier(study, r, exp.name, types)
         runs[run_name] = r
         tidy.append(t)
         for sel, df in s.items():
             scores.setdefault(sel, []).append(df)
-    return _collect(study, experiment, tidy, scores, runs, save)
+    return _collect(study, exp.name, tidy, scores, runs, save)
 
 
-def run_transfer(study, run, experiment: str = "transfer", save: bool = True, **overrides) -> ExperimentResult:
+def run_transfer(study, run, experiment: str = "transfer", save: bool = True,
+                 overrides: Mapping[str, Any] | None = None) -> ExperimentResult:
     """E5 for each selection rule: fine-tune the classifier of that rule's checkpoint of the
     integrated run (a TrainResult) per type, select the fine-tuned checkpoint by the same rule,
     and evaluate it."""
@@ -246,13 +262,69 @@ def run_transfer(study, run, experiment: str = "transfer", save: bool = True, **
         if sel not in run.best:
             continue
         for t in MACHINE_TYPES:
-            r = transfer_classifier(study, run.best[sel].path, t, **overrides)
+            r = transfer_classifier(study, run.best[sel].path, t, overrides)
             runs[f"transfer_{t}__{sel}"] = r
             best = r.best.get(sel) or next(iter(r.best.values()))
             t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
             tidy.append(t_)
             scores.setdefault(sel, []).append(s_)
     return _collect(study, experiment, tidy, scores, runs, save)
+
+
+RECON_KINDS = ("autoencoder", "wavenet")
+_RECON_COLUMNS = ["dataset", "machine_type", "machine_id", "label", "file"]
+
+
+def recon_config(study, kind: str) -> ReconConfig:
+    """The profile's training settings of a reconstruction model."""
+    common = {"seed": study.seed, "device": study.device}
+    if kind == "autoencoder":
+        return ReconConfig(**(study.profile.autoencoder | common))
+    if kind == "wavenet":
+        return ReconConfig.wavenet_defaults(**(study.profile.wavenet | common))
+    raise ValueError(f"kind must be one of {RECON_KINDS}, got {kind!r}")
+
+
+def _recon_checkpoint(path: Path, epochs: int):
+    """``(model, checkpoint)`` of a finished run at ``path``, else ``None`` (absent or unfinished)."""
+    if not path.exists():
+        return None
+    model, ckpt = load_recon_model(path)
+    return (model, ckpt) if len(ckpt["history"]) == epochs else None
+
+
+def autoencoder_type(study, machine_type: str, cfg: ReconConfig) -> tuple[pd.DataFrame, dict]:
+    """Train (or reuse) the autoencoder of one machine type; its test scores and run record."""
+    index, feats = study.features.index, study.features.features
+    tr, te = rows(index, [machine_type], "train"), rows(index, [machine_type], "test")
+    path = study.work_dir / "models" / \
+        f"autoencoder_{machine_type}-{settings_key('autoencoder', cfg, None, machine_type, study.features.key)}.pt"
+    done = _recon_checkpoint(path, cfg.epochs)
+    model, history = done if done is not None else fit_autoencoder(feats, tr, cfg, out_path=path,
+                                                                   progress=study.progress)
+    history = done[1]["history"] if done is not None else history
+    meta = index.iloc[te][_RECON_COLUMNS].reset_index(drop=True)
+    scores = meta.assign(score=score_autoencoder(model, feats, te, device=study.device))
+    return scores, {"path": str(path), "history": pd.DataFrame(history)}
+
+
+def wavenet_type(study, machine_type: str, cfg: ReconConfig) -> tuple[pd.DataFrame, dict]:
+    """Train (or reuse) the WaveNet of one machine type (conditioned on its IDs); its test scores and run record."""
+    index, feats = study.features.index, study.features.features
+    ids = {mid: k for k, mid in enumerate(machine_ids(machine_type))}
+    tr, te = rows(index, [machine_type], "train"), rows(index, [machine_type], "test")
+    wcfg = WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | study.profile.wavenet_model))
+    path = study.work_dir / "models" / \
+        f"wavenet_{machine_type}-{settings_key('wavenet', cfg, wcfg, machine_type, study.features.key)}.pt"
+    done = _recon_checkpoint(path, cfg.epochs)
+    if done is not None:
+        model, history = done[0], done[1]["history"]
+    else:
+        id_tr = [ids[m] for m in index.loc[tr, "machine_id"]]
+        model, history = fit_wavenet(feats, tr, cfg, wcfg, id_index=id_tr, out_path=path, progress=study.progress)
+    meta = index.iloc[te][_RECON_COLUMNS].reset_index(drop=True)
+    s = score_wavenet(model, feats, te, id_index=[ids[m] for m in meta["machine_id"]], device=study.device)
+    return meta.assign(score=s), {"path": str(path), "history": pd.DataFrame(history)}
 
 
 def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
@@ -262,46 +334,15 @@ def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
     there is no checkpoint selection (the final epoch is used, as the DCASE baseline does),
     so the tidy rows carry ``selection='final'``. Runs are reused by a key of their settings.
     """
-    from ..core.machines import machine_ids
-    from ..recon import (
-        ReconConfig,
-        WaveNetConfig,
-        fit_autoencoder,
-        fit_wavenet,
-        load_recon_model,
-        score_autoencoder,
-        score_wavenet,
-    )
-
-    if kind not in ("autoencoder", "wavenet"):
-        raise ValueError(f"kind must be 'autoencoder' or 'wavenet', got {kind!r}")
-    prof, index, feats = study.profile, study.features.index, study.features.features
-    common = {"seed": study.seed, "device": study.device}
-    cfg = (ReconConfig(**(prof.autoencoder | common)) if kind == "autoencoder"
-           else ReconConfig.wavenet_defaults(**(prof.wavenet | common)))
-    runs, scores, tidy = {}, [], []
+    cfg = recon_config(study, kind)
+    per_type = autoencoder_type if kind == "autoencoder" else wavenet_type
+    index = study.features.index
+    runs, scores = {}, []
     for t in MACHINE_TYPES:
-        ids = {mid: k for k, mid in enumerate(machine_ids(t))}
-        tr, te = rows(index, [t], "train"), rows(index, [t], "test")
-        if len(tr) == 0 or len(te) == 0:
+        if len(rows(index, [t], "train")) == 0 or len(rows(index, [t], "test")) == 0:
             continue
-        wcfg = WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | prof.wavenet_model)) if kind == "wavenet" else None
-        path = study.work_dir / "models" / f"{kind}_{t}-{settings_key(kind, cfg, wcfg, t, study.features.key)}.pt"
-        ckpt = load_recon_model(path)[1] if path.exists() else None
-        if ckpt is not None and len(ckpt["history"]) == cfg.epochs:
-            model = load_recon_model(path)[0]
-        elif kind == "autoencoder":
-            model, _ = fit_autoencoder(feats, tr, cfg, out_path=path, progress=study.progress)
-        else:
-            id_tr = [ids[m] for m in index.loc[tr, "machine_id"]]
-            model, _ = fit_wavenet(feats, tr, cfg, wcfg, id_index=id_tr, out_path=path, progress=study.progress)
-        meta = index.iloc[te][["dataset", "machine_type", "machine_id", "label", "file"]].reset_index(drop=True)
-        if kind == "autoencoder":
-            s = score_autoencoder(model, feats, te, device=study.device)
-        else:
-            s = score_wavenet(model, feats, te, id_index=[ids[m] for m in meta["machine_id"]], device=study.device)
-        runs[t] = {"path": str(path), "history": pd.DataFrame(load_recon_model(path)[1]["history"])}
-        scores.append(meta.assign(score=s))
+        s, runs[t] = per_type(study, t, cfg)
+        scores.append(s)
     all_scores = pd.concat(scores, ignore_index=True)
     tidy = [evaluate_scores(all_scores, kind, study.seed, selection="final")]
     return _collect(study, kind, tidy, {"final": [all_scores]}, runs, save)

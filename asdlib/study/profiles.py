@@ -21,7 +21,7 @@ from ..core.errors import ConfigError
 class StudyProfile:
     name: str
     synth: str | dict[str, Any]  # a profile name of asdlib.data.synth.PROFILES, or SynthProfile fields
-    classifier: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    classifier: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (dotted keys)
     finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for transfer learning
     autoencoder: dict[str, Any] = field(default_factory=dict)  # ReconConfig overrides
     wavenet: dict[str, Any] = field(default_factory=dict)  # ReconConfig overrides
@@ -40,8 +40,10 @@ PROFILES: dict[str, StudyProfile] = {
         name="ci",
         synth={"name": "ci", "clip_seconds": 1.0, "n_train": 8, "n_test_normal": 3, "n_test_anomaly": 3},
         classifier=_SMALL_NET | {"width": 0.0625, "embedding_dim": 32, "epochs": 4, "eval_every": 2,
-                                 "T_up": 1, "T_0": 2, "T_mult": 1, "max_lr": 2e-3},
-        finetune={"epochs": 2, "eval_every": 2, "T_up": 0, "T_0": 2, "T_mult": 1, "max_lr": 1e-2},
+                                 "schedule.T_up": 1, "schedule.T_0": 2, "schedule.T_mult": 1,
+                                 "schedule.max_lr": 2e-3},
+        finetune={"epochs": 2, "eval_every": 2, "schedule.T_up": 0, "schedule.T_0": 2, "schedule.T_mult": 1,
+                  "schedule.max_lr": 1e-2},
         autoencoder={"epochs": 2},
         wavenet={"epochs": 2},
         wavenet_model={"residual_channels": 16, "skip_channels": 16, "dilations": (1, 2, 4)},
@@ -53,9 +55,10 @@ PROFILES: dict[str, StudyProfile] = {
         name="smoke",
         synth="smoke",
         # batch 16: with 20 clips per ID, batch 64 would give an individual model one step per epoch
-        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 4, "T_mult": 2, "max_lr": 2e-3,
-                                 "batch_size": 16},
-        finetune={"epochs": 12, "eval_every": 2, "T_up": 1, "T_0": 12, "T_mult": 1, "max_lr": 5e-3},
+        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "schedule.T_up": 1, "schedule.T_0": 4,
+                                 "schedule.T_mult": 2, "schedule.max_lr": 2e-3, "batch_size": 16},
+        finetune={"epochs": 12, "eval_every": 2, "schedule.T_up": 1, "schedule.T_0": 12, "schedule.T_mult": 1,
+                  "schedule.max_lr": 5e-3},
         autoencoder={},  # the published baseline settings: 100 epochs, batch 512
         wavenet={"epochs": 8},
         wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
@@ -67,7 +70,8 @@ PROFILES: dict[str, StudyProfile] = {
         name="full",
         synth="full",
         classifier={},
-        finetune={"epochs": 10, "eval_every": 2, "T_up": 0, "T_0": 10, "T_mult": 1, "max_lr": 1e-3},
+        finetune={"epochs": 10, "eval_every": 2, "schedule.T_up": 0, "schedule.T_0": 10, "schedule.T_mult": 1,
+                  "schedule.max_lr": 1e-3},
         autoencoder={},
         wavenet={},
         tsne={"perplexity": 30, "n_iter": 750},

@@ -5,24 +5,12 @@ import pandas as pd
 
 from ..report.reference import HMEAN_ROW, MEAN_ROW
 from ..report.tables import VALUE_COLUMNS, study_table
-
-# experiment in our tidy results -> (reference key or None, label)
-EXPERIMENTS: dict[str, tuple[str | None, str]] = {
-    "individual": ("individual", "E1 six individual models"),
-    "integrated": ("integrated", "E2 integrated model (ArcFace, LS 0.05)"),
-    "ls0": ("ls0", "E3 label smoothing 0.0"),
-    "softmax": ("softmax", "E4 softmax, bottleneck ResNet50"),
-    "cosface": ("cosface", "E4 CosFace"),
-    "focal": ("focal", "E4 focal loss"),
-    "transfer": ("transfer", "E5 transfer learning"),
-    "autoencoder": ("baseline_ae", "DCASE2020 baseline autoencoder"),
-    "wavenet": (None, "WaveNet next-frame prediction"),
-}
-PRIMARY_SELECTION = {"autoencoder": "final", "wavenet": "final"}  # others: the study's rule
+from .registry import EXPERIMENTS
 
 
 def selection_for(tidy: pd.DataFrame, experiment: str) -> str | None:
-    sel = PRIMARY_SELECTION.get(experiment, "dev_auc_pauc")
+    """The selection rule of an experiment's summary row (its registry entry), or what the results hold."""
+    sel = EXPERIMENTS[experiment].selection if experiment in EXPERIMENTS else "dev_auc_pauc"
     if "selection" not in tidy.columns:
         return None
     present = set(tidy.loc[tidy["experiment"] == experiment, "selection"].dropna())
@@ -32,18 +20,19 @@ def selection_for(tidy: pd.DataFrame, experiment: str) -> str | None:
 def means_table(tidy: pd.DataFrame, row: str = MEAN_ROW) -> pd.DataFrame:
     """One row per experiment: our Mean (or Harmonic Mean) beside the study's, with differences."""
     out = []
-    for exp, (ref, label) in EXPERIMENTS.items():
-        if exp not in set(tidy["experiment"]):
+    for exp in EXPERIMENTS.values():
+        if exp.name not in set(tidy["experiment"]):
             continue
-        t = study_table(tidy, exp, reference=ref, selection=selection_for(tidy, exp))
-        r = {"experiment": label}
+        ref = exp.reference
+        t = study_table(tidy, exp.name, reference=ref, selection=selection_for(tidy, exp.name))
+        r = {"experiment": exp.label}
         for c in VALUE_COLUMNS:
             r[c] = t.loc[row, c]
             if ref is not None:
                 r[f"{c} (study)"] = t.loc[row, f"{c} (study)"]
                 r[f"{c} Δ"] = t.loc[row, f"{c} Δ"]
         out.append(r)
-    table = pd.DataFrame(out).set_index("experiment")
+    table = pd.DataFrame(out).set_index("experiment") if out else pd.DataFrame()
     table.attrs["decimals"] = 2
     return table
 
@@ -55,13 +44,13 @@ def selection_table(tidy: pd.DataFrame) -> pd.DataFrame:
     dev-test labels flatters the dev figures (and whether it carries over to eval).
     """
     rows = []
-    for exp, (_, label) in EXPERIMENTS.items():
-        t = tidy[tidy["experiment"] == exp]
+    for exp in EXPERIMENTS.values():
+        t = tidy[tidy["experiment"] == exp.name]
         if t.empty or "selection" not in t or not {"dev_auc_pauc", "val_loss"} <= set(t["selection"]):
             continue
-        a = study_table(tidy, exp, selection="dev_auc_pauc").loc[MEAN_ROW]
-        b = study_table(tidy, exp, selection="val_loss").loc[MEAN_ROW]
-        r = {"experiment": label}
+        a = study_table(tidy, exp.name, selection="dev_auc_pauc").loc[MEAN_ROW]
+        b = study_table(tidy, exp.name, selection="val_loss").loc[MEAN_ROW]
+        r = {"experiment": exp.label}
         for c in VALUE_COLUMNS:
             r[f"{c} study rule"], r[f"{c} label-free"] = a[c], b[c]
             r[f"{c} optimism"] = round(float(a[c] - b[c]), 2)
