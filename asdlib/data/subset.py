@@ -387,8 +387,9 @@ def _free_bytes(path: Path) -> int:
 
 @dataclass
 class ArchiveResult:
-    """What happened to one archive: ``status`` is ``fetched``, ``verified`` (all there already,
-    checked on disk: no request) or ``skipped`` (nothing chosen in it)."""
+    """What happened to one archive: ``status`` is ``fetched``, ``verified`` (all chosen clips were
+    on disk already, checked by size and CRC-32; no request at all when the manifest lists them)
+    or ``skipped`` (the profile chooses nothing in it)."""
 
     filename: str
     status: str
@@ -556,6 +557,8 @@ def fetch_subset(
     parts = tuple(parts)
     files = [f for f in select_files(machine_types, parts) if f.is_archive]
     root.mkdir(parents=True, exist_ok=True)
+    for stale in (*root.glob(f".{MANIFEST_FILE}.*.tmp"), *root.glob(f".{GROUND_TRUTH_FILE}.*.tmp")):
+        stale.unlink(missing_ok=True)  # left by a killed run (atomic_write's temporary files)
     manifest = read_manifest(root) or _new_manifest()
     manifest["profile"] = asdict(prof)
     manifest["base_url"] = base_url
