@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server on each read (default 60)")
     p.add_argument("--dry-run", action="store_true", help="list the files, URLs and sizes and what is already done")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--subset", default=None, metavar="NAME",
+                   help="fetch only the clips of a named subset profile (small: 30 train clips per ID, 10 + 10 test; "
+                        "tiny) out of the Zenodo zips with HTTP range requests, without downloading the archives")
     p.set_defaults(func=run)
 
 
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.download import download, is_done
     from ..data.zenodo import file_url, select_files
 
+    if args.subset:
+        from ..data.subset import run_cli
+
+        return run_cli(args)
     files = select_files(args.types, args.parts)
     if args.dry_run:
         for f in files:
