@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from zenodo_server import FakeZenodo, build_fake_zenodo, real_data_available, synth_clip, zip_bytes
 
-from asdlib.cli import main
+from asdlib.cli.main import main
+from asdlib.core.errors import DownloadError
+from asdlib.core.machines import MACHINE_TYPES
 from asdlib.data import subset as subset_mod
 from asdlib.data.index import index_dataset, read_ground_truth
 from asdlib.data.remote_zip import Member, RangeNotSupported, coalesce, retry_after_seconds
@@ -29,8 +31,6 @@ from asdlib.data.subset import (
     read_manifest,
     subset_figures,
 )
-from asdlib.errors import DownloadError
-from asdlib.machines import MACHINE_TYPES
 
 TYPES = ("fan", "ToyCar")
 PROFILE = SubsetProfile("test", n_train=3, n_test=1, n_eval_test=2)
@@ -150,7 +150,7 @@ def test_subset_end_to_end(server, fake, tmp_path):
     assert len(df) == len(want)
     eval_test = df[(df.dataset == "eval") & (df.part == "test")]
     assert (eval_test.groupby(["machine_type", "machine_id", "label"]).size() == 2).all() and len(eval_test) == 2 * 3 * 4
-    from asdlib.cache import build_feature_cache
+    from asdlib.features.cache import build_feature_cache
 
     store = build_feature_cache(df, cache_dir=tmp_path / "features", device="cpu", num_workers=1, progress=False)
     assert store.features.shape[0] == len(df) and np.isfinite(np.asarray(store.features, dtype=np.float32)).all()
@@ -374,7 +374,7 @@ def test_real_audio_subset(tmp_path):
     df = index_dataset(root)
     assert len(df) == len(got) and read_ground_truth(root / "eval_data_list.csv")
     real_df = df[df.relpath.isin(real)].reset_index(drop=True)
-    from asdlib.cache import build_feature_cache
+    from asdlib.features.cache import build_feature_cache
 
     store = build_feature_cache(real_df, cache_dir=tmp_path / "features", device="cpu", num_workers=1, progress=False)
     assert store.features.shape == (len(real_df), 128, 313)  # 10-s clips (ToyCar's 11 s cropped to the shortest)

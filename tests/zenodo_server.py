@@ -51,8 +51,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import soundfile as sf
 
+from asdlib.core.machines import DEV_IDS, EVAL_IDS, GROUND_TRUTH_FILE, MACHINE_TYPES
 from asdlib.data.zenodo import FILES, ZenodoFile
-from asdlib.machines import DEV_IDS, EVAL_IDS, GROUND_TRUTH_FILE, MACHINE_TYPES
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MINI = SHARED_DATA / "dcase2020-mini"

@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Iterator, Sequence
 
-from ..errors import DownloadError
+from ..core.errors import DownloadError
 
 __all__ = ["RangeClient", "RemoteZip", "Member", "RangeNotSupported", "coalesce", "retry_after_seconds"]
 

@@ -43,8 +43,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .. import __version__
-from ..errors import AudioError, ConfigError, DatasetLayoutError, DownloadError
-from ..machines import (
+from ..core.errors import AudioError, ConfigError, DatasetLayoutError, DownloadError
+from ..core.machines import (
     CLIP_SECONDS,
     EVAL_TEST_NAME,
     GROUND_TRUTH_FILE,
@@ -52,7 +52,7 @@ from ..machines import (
     SAMPLE_RATE,
     machine_ids,
 )
-from ..utils import atomic_write, atomic_write_text
+from ..core.utils import atomic_write, atomic_write_text
 from .remote_zip import (
     DEFAULT_MAX_GAP,
     DEFAULT_MAX_REQUEST,
@@ -337,7 +337,7 @@ def is_verified(path: Path, size: int, crc: int) -> bool:
 
 def check_clip(path: Path, where: str) -> None:
     """A DCASE2020 clip: 16 kHz, mono, 16-bit PCM WAV with samples (else :class:`DownloadError`)."""
-    from ..audio import wav_info
+    from .audio import wav_info
 
     try:
         info = wav_info(path)
