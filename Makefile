@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-PROFILE ?= smoke
+# auto: the real DCASE2020 subset where Zenodo answers (fetched once into data/), else synthetic; or real | synthetic
+DATA    ?= auto
 DEVICE  ?= cpu
 ARGS    ?=
 
@@ -19,14 +20,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: the whole notebook sequence on the embedded synthetic dataset, writing results/.
+# The main job: the whole notebook sequence, writing results/: on the real DCASE2020 subset where Zenodo
+# answers (`asdlib download --subset small`, once), else on the embedded synthetic dataset (DATA=... forces either).
 # Where the 93 real DCASE2020 clips lie beside the checkout, notebooks 01-02 also run on them
 # (results/real_mini/), so real machine sounds can be compared with the synthetic ones.
 MINI ?= ../shared/data/dcase2020-mini
 reproduce: $(STAMP)
-	$(PY) -m asdlib reproduce --profile $(PROFILE) --device $(DEVICE) $(ARGS)
+	$(PY) -m asdlib reproduce --data $(DATA) --device $(DEVICE) $(ARGS)
 	@if [ -d "$(MINI)" ]; then \
-	  $(PY) -m asdlib reproduce --data-root $(MINI) --profile $(PROFILE) --device $(DEVICE) \
+	  $(PY) -m asdlib reproduce --data-root $(MINI) --profile smoke --device $(DEVICE) \
 	    --only 01_data_exploration,02_feature_extraction --results-dir results/real_mini --work-dir runs/real_mini; \
 	else echo "($(MINI) not found: skipping the real-clip exploration)"; fi
 

@@ -28,6 +28,7 @@ synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
 profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
+seeds = None  # how many seeds each experiment runs for; None: the profile's
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 

@@ -35,6 +35,7 @@ synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
 profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
+seeds = None  # how many seeds each experiment runs for; None: the profile's
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
@@ -113,6 +114,6 @@ side
 # ## Training curves
 
 # %%
-curves = {name: r.history for name, r in (individual.runs | integrated.runs).items()}
+curves = {name: r.history for name, r in (individual.runs[study.seed] | integrated.runs[study.seed]).items()}  # first seed
 fig = plots.plot_training_curves(curves, ("train_loss", "val_loss", "dev_auc", "dev_pauc"))
 study.save_figure(fig, "03_training_curves")

@@ -29,6 +29,7 @@ synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
 profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
+seeds = None  # how many seeds each experiment runs for; None: the profile's
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
@@ -97,8 +98,8 @@ study.save_table(ls, "E3_label_smoothing_auc", "E3: AUC (%) with label smoothing
 # %%
 from asdlib.study import plots
 
-bars = compare_table(study_rule, losses + ["ls0"], "dev", "AUC").rename(columns={"integrated": "arcface"})
+bars = compare_table(study_rule, losses + ["ls0"], "dev", "AUC").rename(columns=lambda c: c.replace("integrated", "arcface"))
 study.save_figure(plots.plot_metric_bars(bars, list(bars.columns), "Loss ablation: dev AUC (%)"), "04_loss_ablation")
-fig = plots.plot_training_curves({k: next(iter(r.runs.values())).history for k, r in runs.items()},
+fig = plots.plot_training_curves({k: r.run().history for k, r in runs.items()},  # first seed
                                  ("train_loss", "val_loss", "dev_auc"))
 study.save_figure(fig, "04_training_curves")

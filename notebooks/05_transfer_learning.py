@@ -27,6 +27,7 @@ synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
 profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
+seeds = None  # how many seeds each experiment runs for; None: the profile's
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
@@ -64,5 +65,5 @@ gain
 # %%
 from asdlib.study import plots
 
-curves = {name.replace("transfer_", ""): r.history for name, r in transfer.runs.items() if name.endswith("dev_auc_pauc")}
+curves = {name.replace("transfer_", ""): r.history for name, r in transfer.runs[study.seed].items() if name.endswith("dev_auc_pauc")}
 study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss", "dev_auc")), "05_finetune_curves")

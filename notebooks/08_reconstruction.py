@@ -32,6 +32,7 @@ synthetic = None  # None: detect (a synthetic root has SYNTHETIC.md)
 profile = "smoke"  # ci | smoke | full (asdlib/study/profiles.py)
 device = "auto"
 seed = 0
+seeds = None  # how many seeds each experiment runs for; None: the profile's
 results_dir = "../results"
 work_dir = None  # caches and checkpoints; None: runs/<profile>
 
@@ -95,7 +96,7 @@ examples = explore.pick_examples(store.index, seed=seed)
 machine_type = "fan" if "fan" in examples else next(iter(examples))
 pair = examples[machine_type]
 for kind, res in (("autoencoder", ae), ("wavenet", wavenet)):
-    model, _ = load_recon_model(res.runs[machine_type]["path"])
+    model, _ = load_recon_model(res.run(machine_type)["path"])  # first seed
     maps = {}
     for name, row in pair.items():
         id_ = machine_ids(machine_type).index(row.machine_id) if kind == "wavenet" else None
@@ -104,5 +105,6 @@ for kind, res in (("autoencoder", ae), ("wavenet", wavenet)):
     study.save_figure(fig, f"08_error_maps_{kind}")
 
 # %%
-curves = {f"AE {t}": r["history"] for t, r in ae.runs.items()} | {f"WaveNet {t}": r["history"] for t, r in wavenet.runs.items()}
+curves = ({f"AE {t}": r["history"] for t, r in ae.runs[study.seed].items()}
+          | {f"WaveNet {t}": r["history"] for t, r in wavenet.runs[study.seed].items()})  # first seed
 study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss")), "08_training_curves")

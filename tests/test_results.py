@@ -122,7 +122,7 @@ def test_study_table_seeds_missing_types_and_markdown(tmp_path) -> None:
     sel = lambda f: f[(f["machine_type"] == "fan") & (f["dataset"] == "dev") & (f["metric"] == "AUC")]  # noqa: E731
     seeds = np.array([sel(f0)["value"].mean(), sel(f1)["value"].mean()]) * 100
     assert table.loc["fan", "Dev AUC"] == pytest.approx(round(seeds.mean(), 2))
-    assert table.loc["fan", "Dev AUC std"] == pytest.approx(round(seeds.std(ddof=1), 2))
+    assert table.loc["fan", "Dev AUC ± sd"] == pytest.approx(round(seeds.std(ddof=1), 2))
     caption = "synthetic data, small model, not the study's figures"
     md = table_markdown(table, title="E2", caption=caption)
     assert md.startswith("### E2") and caption in md and "slider, valve" in md

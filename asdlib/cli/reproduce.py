@@ -3,18 +3,27 @@ from __future__ import annotations
 
 import argparse
 
+from ..study.profiles import PROFILES
+from ..study.source import DATA_ENV, MODES, PROBE_TIMEOUT_S, REAL_PROFILE
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="re-run the notebook sequence (papermill) and regenerate results/",
-        description="Run notebooks/01..09 in order with papermill. Without --data-root the embedded synthetic "
-        "dataset is generated first. Executed notebooks go to results/executed/, tables to results/tables/, "
-        "figures to results/figures/; unchanged finished steps are skipped (use --force to re-run).",
+        description="Run notebooks/01..09 in order with papermill. Without --data-root, --data decides: the real "
+        "DCASE2020 subset (fetched once from Zenodo into data/dcase2020-subset, then reused) where Zenodo can be "
+        "reached, else the embedded synthetic dataset. Executed notebooks go to results/executed/, tables to "
+        "results/tables/, figures to results/figures/; unchanged finished steps are skipped (use --force to re-run).",
     )
-    p.add_argument("--data-root", default=None, help="DCASE2020 root with dev_data/ and eval_data/ (default: synthetic)")
-    p.add_argument("--profile", default="smoke", choices=["ci", "smoke", "full"],
-                   help="size of data and models: ci (tests), smoke (CPU, minutes), full (the study's, CUDA)")
+    p.add_argument("--data-root", default=None, help="DCASE2020 root with dev_data/ and eval_data/ (default: --data)")
+    p.add_argument("--data", default=None, choices=MODES,
+                   help=f"without --data-root: auto (real subset if Zenodo answers a {PROBE_TIMEOUT_S:g}-s probe, else "
+                   f"synthetic), real or synthetic (default: ${DATA_ENV}, else auto)")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="size of data and models: ci (tests), smoke (synthetic, CPU), real (the real subset, CPU), "
+                   "full (the study's, CUDA); default: real on real data, smoke on synthetic")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default=None, help="default: <repo>/results")
@@ -26,15 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
+    from ..study.source import choose_data, ensure_subset
 
+    data_root, note = args.data_root, "--data-root given"
+    if data_root is None:
+        choice = choose_data(args.data)
+        note = choice.reason
+        print(f"[reproduce] data: {choice.kind} ({choice.reason})", flush=True)
+        if choice.kind == "real":
+            data_root = ensure_subset(choice)
+    profile = args.profile or (REAL_PROFILE if data_root is not None else "smoke")
     kwargs = {}
     if args.results_dir:
         kwargs["results_dir"] = args.results_dir
     if args.only:
         kwargs["notebooks"] = tuple(n.strip() for n in args.only.split(",") if n.strip())
-    cfg = ReproduceConfig(data_root=args.data_root, profile=args.profile, device=args.device, seed=args.seed,
+    cfg = ReproduceConfig(data_root=data_root, profile=profile, device=args.device, seed=args.seed, seeds=args.seeds,
                           work_dir=args.work_dir, force=args.force, notebooks=kwargs.pop("notebooks", NOTEBOOKS),
-                          **kwargs)
+                          data_note=note, **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")
     print(f"done: {len(rows) - 1} notebooks, {total:.1f} s of work; results in {cfg.results_dir}")

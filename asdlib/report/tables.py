@@ -32,6 +32,7 @@ TIDY_COLUMNS = ("experiment", "dataset", "machine_type", "machine_id", "metric",
 REPLACE_KEYS = ("experiment", "seed", "selection")
 DATASET_LABELS = {"dev": "Dev", "eval": "Eval"}
 VALUE_COLUMNS = ("Dev AUC", "Dev pAUC", "Eval AUC", "Eval pAUC")
+SD = "± sd"  # suffix of the columns that hold the standard deviation over seeds
 _DTYPES = {"experiment": str, "dataset": str, "machine_type": str, "machine_id": str, "metric": str}
 
 
@@ -139,22 +140,25 @@ def _wide(summary: pd.DataFrame, agg: str) -> pd.DataFrame:
 
 
 def study_table(tidy: pd.DataFrame, experiment: str, reference: str | None = None, decimals: int = 2,
-                show_std: bool = False, selection: str | None = None) -> pd.DataFrame:
+                show_std: bool | None = None, selection: str | None = None) -> pd.DataFrame:
     """The study's table for one experiment (percent), optionally beside a reference experiment.
 
-    Several seeds are averaged (``show_std`` adds '<col> std' columns). With ``reference``
+    Several seeds are averaged; ``show_std`` adds '<col> ± sd' columns, the standard deviation
+    over seeds (default: whenever there is more than one seed). With ``reference``
     each value column is followed by '<col> (study)' and '<col> Δ' (ours minus study,
     computed from the rounded figures shown, so the table is self-consistent).
     """
     summ = summarise(tidy, experiment, selection)
     mean = _wide(summ, "mean").round(decimals)
+    if show_std is None:
+        show_std = summ["seed"].nunique() > 1
     std = _wide(summ, "std").round(decimals) if show_std else None
     ref = _wide(summarise(reference_table(reference), reference), "mean").round(decimals) if reference else None
     out = pd.DataFrame(index=mean.index)
     for c in VALUE_COLUMNS:
         out[c] = mean[c]
         if std is not None:
-            out[f"{c} std"] = std[c]
+            out[f"{c} {SD}"] = std[c]
         if ref is not None:
             out[f"{c} (study)"] = ref[c]
             out[f"{c} Δ"] = (mean[c] - ref[c]).round(decimals)
@@ -172,8 +176,11 @@ def study_table(tidy: pd.DataFrame, experiment: str, reference: str | None = Non
 
 def compare_table(tidy: pd.DataFrame, experiments: Sequence[str], dataset: str, metric: str,
                   references: Mapping[str, str] | None = None, decimals: int = 2,
-                  selection: str | None = None) -> pd.DataFrame:
+                  selection: str | None = None, show_std: bool | None = None) -> pd.DataFrame:
     """Experiments side by side for one dataset and metric (e.g. the loss ablation), percent.
+
+    Each value is the mean over seeds; ``show_std`` adds an '<experiment> ± sd' column after
+    each (default: for experiments with more than one seed).
 
     ``references`` maps an experiment to a reference key; its figure goes in an
     '<experiment> (study)' column beside it. ``selection`` picks one checkpoint rule where
@@ -182,7 +189,10 @@ def compare_table(tidy: pd.DataFrame, experiments: Sequence[str], dataset: str, 
     col = f"{DATASET_LABELS[dataset]} {metric}"
     out = pd.DataFrame(index=list(ROWS))
     for exp in experiments:
-        out[exp] = _wide(summarise(tidy, exp, selection), "mean")[col].round(decimals)
+        summ = summarise(tidy, exp, selection)
+        out[exp] = _wide(summ, "mean")[col].round(decimals)
+        if show_std or (show_std is None and summ["seed"].nunique() > 1):
+            out[f"{exp} {SD}"] = _wide(summ, "std")[col].round(decimals)
         if references and exp in references:
             key = references[exp]
             out[f"{exp} (study)"] = _wide(summarise(reference_table(key), key), "mean")[col].round(decimals)
@@ -209,8 +219,15 @@ def side_by_side(tidy: pd.DataFrame, experiments: Sequence[str], metrics: Sequen
             parts[f"{DATASET_LABELS[ds]} {metric}"] = compare_table(tidy, experiments, ds, metric, refs, decimals,
                                                                     selection)
     out = pd.concat(parts, axis=1)
-    out.columns = [f"{col} {labels.get(exp, exp)}" if not exp.endswith(" (study)")
-                   else f"{col} {labels.get(exp[:-8], exp[:-8])} (study)" for col, exp in out.columns]
+
+    def name(col: str, exp: str) -> str:
+        for suffix in (" (study)", f" {SD}"):
+            if exp.endswith(suffix):
+                base = exp[: -len(suffix)]
+                return f"{col} {labels.get(base, base)}{suffix}"
+        return f"{col} {labels.get(exp, exp)}"
+
+    out.columns = [name(col, exp) for col, exp in out.columns]
     if delta is not None:
         a, b = (labels.get(e, e) for e in delta)
         for col in parts:

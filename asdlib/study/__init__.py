@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from .context import Study
 
 # The names of every notebook's parameters cell (papermill overrides them).
-PARAMETERS = ("data_root", "synthetic", "profile", "device", "seed", "results_dir", "work_dir")
+PARAMETERS = ("data_root", "synthetic", "profile", "device", "seed", "seeds", "results_dir", "work_dir")
 
 
 def open_study(parameters: Mapping[str, Any], show: bool = True) -> Study:
@@ -20,7 +20,7 @@ def open_study(parameters: Mapping[str, Any], show: bool = True) -> Study:
         raise KeyError(f"the parameters cell lacks {', '.join(missing)}; a notebook defines all of {PARAMETERS}")
     study = Study.open(**{p: parameters[p] for p in PARAMETERS})
     if show:
-        print(study.data_root, "|", study.data_label, "|", study.device)
+        print(study.data_root, "|", study.data_label, "|", study.device, "|", study.seeds_text)
         print(study.caption)
     return study
 

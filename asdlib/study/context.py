@@ -14,12 +14,16 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.errors import ConfigError
 from ..core.utils import atomic_write_text, repo_root, resolve_device
 from .profiles import StudyProfile, get_profile
 
 SYNTHETIC_CAPTION = ("SYNTHETIC DATA (asdlib synth, profile {profile}) and {model_note}: these figures test the "
                      "pipeline and are NOT the study's results; the study's reference figures are labelled (study).")
-REAL_CAPTION = "DCASE2020 Task 2 data under {root}, profile {profile}."
+REAL_CAPTION = ("REAL DCASE2020 Task 2 recordings{subset} under {root}, {counts}; profile {profile}, {seeds}. "
+                "{size_note}")
+SUBSET_NOTE = ("The subset is far smaller than the study's data (about 1,000 training clips per ID and the full "
+               "test sets), so these figures are not the study's; the study's reference figures are labelled (study).")
 
 
 @dataclass
@@ -32,24 +36,39 @@ class Study:
     results_dir: Path
     work_dir: Path
     progress: bool = True
+    n_seeds: int = 1
 
     @classmethod
     def open(cls, data_root: str | None = None, synthetic: bool | None = None, profile: str = "smoke",
              device: str = "auto", seed: int = 0, results_dir: str | None = None, work_dir: str | None = None,
-             progress: bool = True) -> Study:
-        """Open (and, without ``data_root``, generate) the data of a study run."""
+             progress: bool = True, seeds: int | None = None) -> Study:
+        """Open (and, without ``data_root``, generate) the data of a study run.
+
+        ``seeds``: how many seeds every experiment runs for (``seed``, ``seed + 1``, ...);
+        None: the profile's ``n_seeds``.
+        """
         from .pipeline import ReproduceConfig, prepare_data
 
         prof = get_profile(profile)
         cfg = ReproduceConfig(data_root=data_root, profile=prof.name, device=device, seed=seed,
                               results_dir=results_dir or str(repo_root() / "results"), work_dir=work_dir)
+        if prof.needs_data_root and data_root is None:
+            raise ConfigError(f"profile {prof.name!r} runs on real recordings: give data_root (--data-root), e.g. the "
+                              "subset of `asdlib download --subset small --root data/dcase2020-subset`")
         root, is_synth = prepare_data(cfg, progress=progress)
         results = Path(cfg.results_dir)
         for sub in ("tables", "figures", "tidy"):
             (results / sub).mkdir(parents=True, exist_ok=True)
         return cls(data_root=Path(root), synthetic=is_synth if synthetic is None else bool(synthetic), profile=prof,
                    device=resolve_device(device), seed=seed, results_dir=results, work_dir=Path(cfg.work_dir),
-                   progress=progress)
+                   progress=progress, n_seeds=prof.n_seeds if seeds is None else int(seeds))
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds of every experiment (the data stay the same)."""
+        if self.n_seeds < 1:
+            raise ConfigError(f"need at least one seed, got {self.n_seeds}")
+        return tuple(range(self.seed, self.seed + self.n_seeds))
 
     # ---- data -------------------------------------------------------------------------
     @cached_property
@@ -74,11 +93,33 @@ class Study:
         if self.synthetic:
             note = "small networks" if self.profile.name != "full" else "the study's network sizes"
             return SYNTHETIC_CAPTION.format(profile=self.profile.name, model_note=note)
-        return REAL_CAPTION.format(root=self.data_root, profile=self.profile.name)
+        subset = (self.data_root / "subset_manifest.json").exists()
+        return REAL_CAPTION.format(subset=" (a subset read out of the Zenodo archives)" if subset else "",
+                                   root=self.data_root, counts=self.clip_counts_text, profile=self.profile.name,
+                                   seeds=self.seeds_text, size_note=SUBSET_NOTE if subset else "")
+
+    @property
+    def seeds_text(self) -> str:
+        return f"{len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''} ({', '.join(map(str, self.seeds))})"
+
+    @cached_property
+    def clip_counts_text(self) -> str:
+        """Clips per ID in words (the median over IDs of each split and label): what every caption states."""
+        idx = self.index
+        parts = []
+        for (part, label), name in {("train", 0): "training clips", ("test", 0): "normal test clips",
+                                    ("test", 1): "anomalous test clips"}.items():
+            per_id = idx[(idx["part"] == part) & (idx["label"] == label)].groupby(["machine_type", "machine_id"]).size()
+            if len(per_id):
+                lo, hi = int(per_id.min()), int(per_id.max())
+                parts.append(f"{lo if lo == hi else f'{lo}-{hi}'} {name}")
+        return "per ID: " + ", ".join(parts) if parts else "no clips"
 
     @property
     def data_label(self) -> str:
-        return f"synthetic ({self.profile.name})" if self.synthetic else "DCASE2020"
+        if self.synthetic:
+            return f"synthetic ({self.profile.name})"
+        return "real DCASE2020 subset" if (self.data_root / "subset_manifest.json").exists() else "real DCASE2020"
 
     # ---- outputs ---------------------------------------------------------------------------
     def save_table(self, table: pd.DataFrame, name: str, title: str) -> Path:

@@ -80,10 +80,10 @@ def take(features: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features[idx]) if len(idx) else np.empty((0, *features.shape[1:]), features.dtype)
 
 
-def train_config(study, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+def train_config(study, overrides: Mapping[str, Any] | None = None, seed: int | None = None) -> TrainConfig:
     """The profile's classifier settings with dotted ``overrides`` (an experiment's) on top."""
     return TrainConfig().replace(study.profile.classifier | dict(overrides or {})
-                                 | {"seed": study.seed, "device": study.device})
+                                 | {"seed": study.seed if seed is None else seed, "device": study.device})
 
 
 def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
@@ -97,12 +97,13 @@ def _dev_eval_set(study, types: Sequence[str], names: Sequence[str]):
 
 
 def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
-                     overrides: Mapping[str, Any] | None = None) -> TrainResult:
+                     overrides: Mapping[str, Any] | None = None, seed: int | None = None) -> TrainResult:
     """Train (or reuse) an ID classifier on the normal training clips of ``types``.
 
     One type gives an individual model (E1); all six the integrated 41-ID model (E2).
+    ``seed``: the training seed (default: the study's first).
     """
-    cfg = train_config(study, overrides)
+    cfg = train_config(study, overrides, seed)
     names = class_names(types)
     key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
                        list(types), study.features.key)
@@ -121,10 +122,11 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
 
 
 def transfer_classifier(study, checkpoint: str | Path, machine_type: str,
-                        overrides: Mapping[str, Any] | None = None) -> TrainResult:
+                        overrides: Mapping[str, Any] | None = None, seed: int | None = None) -> TrainResult:
     """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
     names = class_names([machine_type])
-    cfg = study.profile.finetune | dict(overrides or {}) | {"seed": study.seed, "device": study.device}
+    seed = study.seed if seed is None else seed
+    cfg = study.profile.finetune | dict(overrides or {}) | {"seed": seed, "device": study.device}
     key = settings_key(str(checkpoint), cfg, study.features.key)
     index = study.features.index
     tr = rows(index, [machine_type], "train")
@@ -212,14 +214,26 @@ def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = M
 
 @dataclass
 class ExperimentResult:
+    """An experiment over all of the study's seeds.
+
+    ``tidy``: per-ID AUC/pAUC, one row per seed (and selection rule); ``scores``: selection
+    rule -> one row per test clip and seed; ``runs``: seed -> run name -> its record
+    (a :class:`~asdlib.classify.train.TrainResult`, or a dict for reconstruction models).
+    """
+
     name: str
-    tidy: pd.DataFrame  # per-ID AUC/pAUC under both selection rules
-    scores: dict[str, pd.DataFrame]  # selection rule -> one row per test clip
-    runs: dict  # run name -> TrainResult
+    tidy: pd.DataFrame
+    scores: dict[str, pd.DataFrame]
+    runs: dict[int, dict[str, Any]]
+
+    def run(self, name: str | None = None, seed: int | None = None):
+        """One run's record: ``name`` (default: the only or first run) of ``seed`` (default: the first seed)."""
+        by_name = self.runs[next(iter(self.runs)) if seed is None else seed]
+        return by_name[next(iter(by_name)) if name is None else name]
 
 
-def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str, list[pd.DataFrame]], runs: dict,
-             save: bool) -> ExperimentResult:
+def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str, list[pd.DataFrame]],
+             runs: dict[int, dict[str, Any]], save: bool) -> ExperimentResult:
     res = ExperimentResult(experiment, pd.concat(tidy, ignore_index=True),
                            {sel: pd.concat(v, ignore_index=True) for sel, v in scores.items()}, runs)
     if save:
@@ -228,46 +242,56 @@ def _collect(study, experiment: str, tidy: list[pd.DataFrame], scores: dict[str,
     return res
 
 
+def _with_seed(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    return frame.assign(seed=int(seed))
+
+
 def run_experiment(study, experiment: str | Experiment, save: bool = True) -> ExperimentResult:
-    """Run (or reuse) a registered experiment (:mod:`asdlib.study.registry`) and save its scores.
+    """Run (or reuse) a registered experiment (:mod:`asdlib.study.registry`) for every seed of the
+    study, and save its scores (one file per selection rule, a ``seed`` column).
 
     Classifier experiments train one model per group of types with the experiment's
-    overrides; ``transfer`` fine-tunes the integrated run; reconstruction experiments train
-    one model per machine type.
+    overrides; ``transfer`` fine-tunes the integrated run of the same seed; reconstruction
+    experiments train one model per machine type.
     """
     exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
     if exp.kind == "transfer":
-        return run_transfer(study, run_experiment(study, "integrated").runs["integrated"], exp.name, save)
+        return run_transfer(study, run_experiment(study, "integrated", save=False), exp.name, save)
     if exp.kind == "reconstruction":
         return run_reconstruction(study, exp.name, save)
     runs, tidy, scores = {}, [], {}
-    for run_name, types in exp.groups.items():
-        folder = run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"  # e.g. ls0_integrated
-        r = train_classifier(study, folder, types, exp.overrides)
-        t, s = evaluate_classifier(study, r, exp.name, types)
-        runs[run_name] = r
-        tidy.append(t)
-        for sel, df in s.items():
-            scores.setdefault(sel, []).append(df)
+    for seed in study.seeds:
+        runs[seed] = {}
+        for run_name, types in exp.groups.items():
+            folder = run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"  # e.g. ls0_integrated
+            r = train_classifier(study, folder, types, exp.overrides, seed)
+            t, s = evaluate_classifier(study, r, exp.name, types)
+            runs[seed][run_name] = r
+            tidy.append(_with_seed(t, seed))
+            for sel, df in s.items():
+                scores.setdefault(sel, []).append(_with_seed(df, seed))
     return _collect(study, exp.name, tidy, scores, runs, save)
 
 
-def run_transfer(study, run, experiment: str = "transfer", save: bool = True,
+def run_transfer(study, integrated: ExperimentResult, experiment: str = "transfer", save: bool = True,
                  overrides: Mapping[str, Any] | None = None) -> ExperimentResult:
-    """E5 for each selection rule: fine-tune the classifier of that rule's checkpoint of the
-    integrated run (a TrainResult) per type, select the fine-tuned checkpoint by the same rule,
-    and evaluate it."""
+    """E5 for each seed and selection rule: fine-tune the classifier of that rule's checkpoint of
+    the integrated run of the same seed, per type; select the fine-tuned checkpoint by the same
+    rule, and evaluate it."""
     runs, tidy, scores = {}, [], {}
-    for sel in SELECTIONS:
-        if sel not in run.best:
-            continue
-        for t in MACHINE_TYPES:
-            r = transfer_classifier(study, run.best[sel].path, t, overrides)
-            runs[f"transfer_{t}__{sel}"] = r
-            best = r.best.get(sel) or next(iter(r.best.values()))
-            t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
-            tidy.append(t_)
-            scores.setdefault(sel, []).append(s_)
+    for seed, by_name in integrated.runs.items():
+        run = by_name["integrated"]
+        runs[seed] = {}
+        for sel in SELECTIONS:
+            if sel not in run.best:
+                continue
+            for t in MACHINE_TYPES:
+                r = transfer_classifier(study, run.best[sel].path, t, overrides, seed)
+                runs[seed][f"transfer_{t}__{sel}"] = r
+                best = r.best.get(sel) or next(iter(r.best.values()))
+                t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
+                tidy.append(_with_seed(t_, seed))
+                scores.setdefault(sel, []).append(_with_seed(s_, seed))
     return _collect(study, experiment, tidy, scores, runs, save)
 
 
@@ -275,9 +299,9 @@ RECON_KINDS = ("autoencoder", "wavenet")
 _RECON_COLUMNS = ["dataset", "machine_type", "machine_id", "label", "file"]
 
 
-def recon_config(study, kind: str) -> ReconConfig:
+def recon_config(study, kind: str, seed: int | None = None) -> ReconConfig:
     """The profile's training settings of a reconstruction model."""
-    common = {"seed": study.seed, "device": study.device}
+    common = {"seed": study.seed if seed is None else seed, "device": study.device}
     if kind == "autoencoder":
         return ReconConfig(**(study.profile.autoencoder | common))
     if kind == "wavenet":
@@ -334,15 +358,18 @@ def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
     there is no checkpoint selection (the final epoch is used, as the DCASE baseline does),
     so the tidy rows carry ``selection='final'``. Runs are reused by a key of their settings.
     """
-    cfg = recon_config(study, kind)
     per_type = autoencoder_type if kind == "autoencoder" else wavenet_type
     index = study.features.index
-    runs, scores = {}, []
-    for t in MACHINE_TYPES:
-        if len(rows(index, [t], "train")) == 0 or len(rows(index, [t], "test")) == 0:
-            continue
-        s, runs[t] = per_type(study, t, cfg)
-        scores.append(s)
-    all_scores = pd.concat(scores, ignore_index=True)
-    tidy = [evaluate_scores(all_scores, kind, study.seed, selection="final")]
-    return _collect(study, kind, tidy, {"final": [all_scores]}, runs, save)
+    runs, tidy, scores = {}, [], []
+    for seed in study.seeds:
+        cfg = recon_config(study, kind, seed)
+        runs[seed], per_seed = {}, []
+        for t in MACHINE_TYPES:
+            if len(rows(index, [t], "train")) == 0 or len(rows(index, [t], "test")) == 0:
+                continue
+            s, runs[seed][t] = per_type(study, t, cfg)
+            per_seed.append(s)
+        seed_scores = pd.concat(per_seed, ignore_index=True)
+        tidy.append(evaluate_scores(seed_scores, kind, seed, selection="final"))
+        scores.append(_with_seed(seed_scores, seed))
+    return _collect(study, kind, tidy, {"final": scores}, runs, save)

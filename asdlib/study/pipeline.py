@@ -38,15 +38,17 @@ NOTEBOOKS: tuple[str, ...] = (
 class ReproduceConfig:
     """Settings of one re-run; every notebook receives them as papermill parameters."""
 
-    data_root: str | None = None  # None: generate the embedded synthetic dataset first
-    profile: str = "smoke"  # ci | smoke | full (asdlib.study.profiles)
+    data_root: str | None = None  # None: the data source below decides
+    profile: str = "smoke"  # ci | smoke | real | full (asdlib.study.profiles)
     device: str = "auto"
     seed: int = 0
+    seeds: int | None = None  # seeds per experiment; None: the profile's n_seeds
     results_dir: str = field(default_factory=lambda: str(repo_root() / "results"))
     work_dir: str | None = None  # caches, checkpoints, synthetic data; default runs/<profile>
     notebooks_dir: str = field(default_factory=lambda: str(repo_root() / "notebooks"))
     notebooks: tuple[str, ...] = NOTEBOOKS
     force: bool = False
+    data_note: str = ""  # why this data (asdlib.study.source), written to run_info.json and results/README.md
 
     def __post_init__(self) -> None:
         if self.work_dir is None:
@@ -128,7 +130,8 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     data_root, synthetic = prepare_data(cfg, progress)
     data_seconds = time.perf_counter() - t0
     params = {"data_root": data_root, "synthetic": synthetic, "profile": cfg.profile, "device": cfg.device,
-              "seed": cfg.seed, "results_dir": str(results.resolve()), "work_dir": str(work.resolve())}
+              "seed": cfg.seed, "seeds": cfg.seeds, "results_dir": str(results.resolve()),
+              "work_dir": str(work.resolve())}
     code = _library_digest()  # a change to asdlib re-runs the notebooks (their models reuse by settings key)
     state_path = work / "reproduce_state.json"
     state = _load_state(state_path)
@@ -154,7 +157,32 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
         if progress:
             print(f"[reproduce] {name}: {seconds:.1f} s", flush=True)
     _write_run_record(results, cfg, params, rows, synthetic)
+    write_data_note(results / "README.md", data_note(cfg, data_root, synthetic))
     return rows
+
+
+DATA_NOTE_START, DATA_NOTE_END = "<!-- data-source: written by asdlib reproduce -->", "<!-- /data-source -->"
+
+
+def data_note(cfg: ReproduceConfig, data_root: str, synthetic: bool) -> str:
+    """One paragraph: which data this run used and why."""
+    what = (f"the embedded **synthetic** dataset (profile `{cfg.profile}`)" if synthetic
+            else f"**real DCASE2020 recordings** under `{data_root}` (profile `{cfg.profile}`)")
+    why = f" Why: {cfg.data_note}" if cfg.data_note else ""
+    return f"**This run used {what}.**{why}"
+
+
+def write_data_note(readme: Path, note: str) -> None:
+    """Put ``note`` at the top of ``readme`` between markers, replacing the previous run's (the rest is kept)."""
+    block = f"{DATA_NOTE_START}\n> {note}\n{DATA_NOTE_END}\n"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else "# results/\n"
+    if DATA_NOTE_START in text and DATA_NOTE_END in text:
+        head, rest = text.split(DATA_NOTE_START, 1)
+        text = head + block + rest.split(DATA_NOTE_END, 1)[1].lstrip("\n")
+    else:
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n\n{block}{rest}" if first.startswith("#") else block + text
+    atomic_write_text(readme, text)
 
 
 def _write_run_record(results: Path, cfg: ReproduceConfig, params: dict[str, Any], rows: list[dict[str, Any]],
@@ -164,7 +192,7 @@ def _write_run_record(results: Path, cfg: ReproduceConfig, params: dict[str, Any
     lines = ["step,seconds,status"] + [f"{r['step']},{r['seconds']},{r['status']}" for r in rows]
     atomic_write_text(results / "timings.csv", "\n".join(lines) + "\n")
     write_provenance(results / "run_info.json", config=asdict(cfg) | {"parameters": params}, device=cfg.device,
-                     synthetic_data=synthetic, timings=rows,
+                     synthetic_data=synthetic, timings=rows, data_source=data_note(cfg, params["data_root"], synthetic),
                      note=("Results on the embedded SYNTHETIC dataset (asdlib synth) with a small model: "
                            "they test the pipeline and are not the study's figures.") if synthetic else
                           "Results on the data under parameters.data_root.")

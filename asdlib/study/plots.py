@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..report.tables import SD
+
 
 def plot_examples(examples: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, str]]], sample_rate: int,
                   hop_length: int) -> plt.Figure:
@@ -98,12 +100,19 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], metrics: Sequenc
 
 
 def plot_metric_bars(table: pd.DataFrame, columns: Sequence[str], title: str) -> plt.Figure:
-    """Grouped bars: rows of ``table`` (types, Mean, Harmonic Mean) x the given columns (experiments)."""
+    """Grouped bars: rows of ``table`` (types, Mean, Harmonic Mean) x the given columns (experiments).
+
+    A column's '<column> ± sd' partner (the spread over seeds) becomes its error bar; the
+    '± sd' columns themselves are not drawn as bars.
+    """
+    columns = [c for c in columns if not str(c).endswith(SD)]
     fig, ax = plt.subplots(figsize=(11, 3.6))
     x = np.arange(len(table.index))
     width = 0.8 / len(columns)
     for k, col in enumerate(columns):
-        ax.bar(x + (k - (len(columns) - 1) / 2) * width, table[col].to_numpy(dtype=float), width, label=str(col))
+        sd = table[f"{col} {SD}"].to_numpy(dtype=float) if f"{col} {SD}" in table else None
+        ax.bar(x + (k - (len(columns) - 1) / 2) * width, table[col].to_numpy(dtype=float), width, label=str(col),
+               yerr=sd, capsize=2 if sd is not None else 0, error_kw={"lw": 0.8})
     ax.set_xticks(x, [str(i) for i in table.index], rotation=0, fontsize=8)
     ax.axhline(50, color="0.5", lw=0.8, ls="--")
     ax.set_ylim(0, 100)

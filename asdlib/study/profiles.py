@@ -3,6 +3,9 @@
 - ``ci``: the smallest that still exercises every notebook (tests; a minute or two).
 - ``smoke``: the README's ``make reproduce``: the embedded synthetic dataset and small
   networks on the same code path, the whole sequence in minutes on a 2-core CPU.
+- ``real``: the real DCASE2020 subset (``asdlib download --subset small``: 30 training
+  clips per ID, 10 normal + 10 anomalous test clips) with the smoke profile's small networks;
+  10-s clips, so the classifiers train on 64-frame crops and score with sliding windows.
 - ``full``: the study's settings (ResNet50-size networks, 2048-d embeddings, batch 64,
   max_lr 2e-4, T_up 2, T_0 10, T_mult 2, 70 epochs = the end of the third cycle), meant for
   the real DCASE2020 data on a CUDA device.
@@ -29,6 +32,8 @@ class StudyProfile:
     tsne: dict[str, Any] = field(default_factory=dict)
     n_bootstrap: int = 1000
     feature_batch_size: int = 64
+    n_seeds: int = 1  # every experiment runs for seeds seed, seed + 1, ..., seed + n_seeds - 1
+    needs_data_root: bool = False  # True: runs on real recordings given as --data-root (no synthetic default)
     description: str = ""
 
 
@@ -49,6 +54,7 @@ PROFILES: dict[str, StudyProfile] = {
         wavenet_model={"residual_channels": 16, "skip_channels": 16, "dilations": (1, 2, 4)},
         tsne={"perplexity": 5, "n_iter": 250},
         n_bootstrap=100,
+        n_seeds=2,
         description="tests only: tiny data, tiny networks, a few epochs",
     ),
     "smoke": StudyProfile(
@@ -64,7 +70,42 @@ PROFILES: dict[str, StudyProfile] = {
         wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
         tsne={"perplexity": 15, "n_iter": 500},
         n_bootstrap=500,
+        n_seeds=3,
         description="synthetic data, 1/8-width networks, short schedule: the whole study on a CPU in minutes",
+    ),
+    "real": StudyProfile(
+        name="real",
+        synth="smoke",  # unused: the real subset is given as data_root
+        classifier=_SMALL_NET | {"epochs": 12, "eval_every": 2, "crop_frames": 64, "batch_size": 32,
+                                 "schedule.T_up": 1, "schedule.T_0": 4, "schedule.T_mult": 2,
+                                 "schedule.max_lr": 2e-3},
+        finetune={"epochs": 8, "eval_every": 2, "schedule.T_up": 1, "schedule.T_0": 8, "schedule.T_mult": 1,
+                  "schedule.max_lr": 5e-3},
+        autoencoder={"epochs": 20},
+        wavenet={"epochs": 3},
+        wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
+        tsne={"perplexity": 15, "n_iter": 500},
+        n_bootstrap=500,
+        n_seeds=3,
+        needs_data_root=True,
+        description="the real DCASE2020 subset, 1/8-width networks, short schedule: real recordings on a CPU",
+    ),
+    "ci_real": StudyProfile(
+        name="ci_real",
+        synth="ci",  # unused: a (locally served) real-layout subset is given as data_root
+        classifier=_SMALL_NET | {"width": 0.0625, "embedding_dim": 32, "epochs": 2, "eval_every": 2, "crop_frames": 32,
+                                 "batch_size": 8, "schedule.T_up": 0, "schedule.T_0": 2, "schedule.T_mult": 1,
+                                 "schedule.max_lr": 2e-3},
+        finetune={"epochs": 2, "eval_every": 2, "schedule.T_up": 0, "schedule.T_0": 2, "schedule.T_mult": 1,
+                  "schedule.max_lr": 1e-2},
+        autoencoder={"epochs": 2},
+        wavenet={"epochs": 1},
+        wavenet_model={"residual_channels": 16, "skip_channels": 16, "dilations": (1, 2, 4)},
+        tsne={"perplexity": 3, "n_iter": 250},
+        n_bootstrap=50,
+        n_seeds=1,
+        needs_data_root=True,
+        description="tests only: the real profile's code path (crops, sliding windows) at the ci profile's size",
     ),
     "full": StudyProfile(
         name="full",
