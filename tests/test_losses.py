@@ -176,3 +176,60 @@ def test_mixup_reproducible_and_disabled():
     assert xm is x and t.equal(F.one_hot(y, 3).float())
     with pytest.raises(ConfigError):
         mixup(x, torch.zeros(4, 2), 3)
+
+
+# ---- mixup with margins: the usual pair form (default) and the shared form --------------------------------
+
+
+def _mixed_batch(seed: int = 0, b: int = 6, c: int = 5, lam: float = 0.7):
+    g = torch.Generator().manual_seed(seed)
+    cos = torch.rand(b, c, generator=g) * 1.6 - 0.8  # (B, C) cosines
+    ya = torch.randint(0, c, (b,), generator=g)
+    yb = (ya + 1 + torch.randint(0, c - 1, (b,), generator=g)) % c  # a partner of another class
+    t = lam * F.one_hot(ya, c).float() + (1 - lam) * F.one_hot(yb, c).float()
+    return cos, ya, yb, t, lam
+
+
+@pytest.mark.parametrize("kind", ["arcface", "cosface"])
+def test_pair_form_is_lambda_weighted_sum_of_full_margin_losses(kind):
+    cos, ya, yb, t, lam = _mixed_batch()
+    loss = build_loss(LossConfig(kind=kind, scale=30.0, margin=0.3, label_smoothing=0.05))
+    expect = lam * loss(30.0 * cos, ya) + (1 - lam) * loss(30.0 * cos, yb)  # full margin in each term
+    assert torch.allclose(loss(30.0 * cos, t), expect, atol=1e-6)
+
+
+def test_shared_form_gives_each_class_its_share_of_the_margin():
+    cos, ya, yb, t, lam = _mixed_batch(seed=1)
+    m, s = 0.3, 30.0
+    shared = build_loss(LossConfig(kind="cosface", scale=s, margin=m, label_smoothing=0.0, mixup_margin="shared"))
+    z = s * (cos - m * t)  # CosFace: cos_c - t_c * m
+    expect = -(t * F.log_softmax(z, dim=1)).sum(1).mean()
+    assert torch.allclose(shared(s * cos, t), expect, atol=1e-6)
+    pair = build_loss(LossConfig(kind="cosface", scale=s, margin=m, label_smoothing=0.0))
+    assert not torch.allclose(pair(s * cos, t), shared(s * cos, t))  # the forms differ under mixup...
+    one_hot = F.one_hot(ya, cos.shape[1]).float()
+    assert torch.allclose(pair(s * cos, one_hot), shared(s * cos, one_hot), atol=1e-6)  # ...not without it
+
+
+def test_pair_form_gradients_flow_and_match_autograd_of_the_sum():
+    cos, ya, yb, t, lam = _mixed_batch(seed=2)
+    logits = (30.0 * cos).requires_grad_(True)
+    loss = build_loss(LossConfig(kind="arcface", margin=0.2))
+    loss(logits, t).backward()
+    g_pair = logits.grad.clone()
+    logits.grad = None
+    (lam * loss(logits, ya) + (1 - lam) * loss(logits, yb)).backward()
+    assert torch.isfinite(g_pair).all() and torch.allclose(g_pair, logits.grad, atol=1e-6)
+
+
+def test_focal_with_or_without_the_arcface_margin():
+    cos, ya, *_ = _mixed_batch(seed=3)
+    plain = build_loss(LossConfig(kind="focal", margin=0.3))
+    margined = build_loss(LossConfig(kind="focal", margin=0.3, focal_margin="arcface"))
+    ref = MarginLoss(scale=30.0, margin=0.3, margin_kind="arcface", criterion="focal", label_smoothing=0.05)
+    assert torch.allclose(margined(30.0 * cos, ya), ref(30.0 * cos, ya))
+    assert margined(30.0 * cos, ya) > plain(30.0 * cos, ya)  # the margin lowers the target logit
+    with pytest.raises(ConfigError, match="focal_margin"):
+        LossConfig(kind="focal", focal_margin="cosface")
+    with pytest.raises(ConfigError, match="mixup_margin"):
+        LossConfig(mixup_margin="half")

@@ -11,22 +11,29 @@
 3. **Criterion**: cross-entropy with label smoothing, or focal loss (alpha, gamma) with
    the same label smoothing.
 
-Soft targets (from mixup) generalise both the margin and the criterion:
+Soft targets (from mixup, ``t = lam * e_a + (1 - lam) * e_b``) meet a margin in one of two
+forms, ``LossConfig.mixup_margin``:
 
-* margin: the edited cosine of class c is ``cos_c + t_c * (margin(cos_c) - cos_c)``,
-  i.e. each class receives its target share of the margin; for one-hot targets this is
-  exactly the standard margin on the target class;
-* smoothing: ``t' = (1 - eps) * t + eps / C``, then ``-sum_c t'_c log p_c``; for one-hot
-  targets this equals ``F.cross_entropy(..., label_smoothing=eps)``;
-* focal: ``-sum_c t'_c * alpha * (1 - p_c)**gamma * log p_c`` (gamma 0, alpha 1 gives
-  cross-entropy).
+* ``"pair"`` (default, the usual form): ``lam * L(x, a) + (1 - lam) * L(x, b)``, each term
+  with the **full** margin on its own class and its own (smoothed) one-hot target; in
+  general ``sum_c t_c * L(x, c)`` over the classes a target row holds;
+* ``"shared"`` (asdlib's first form, kept for comparison): one pass in which the edited
+  cosine of class c is ``cos_c + t_c * (margin(cos_c) - cos_c)``, i.e. each class receives
+  its target *share* of the margin; with lam ~ Beta(1, 1) the margin on the main class is
+  then about 0.75 m on average.
+
+Without mixup (one-hot targets) both are the standard margin. Smoothing:
+``t' = (1 - eps) * t + eps / C``, then ``-sum_c t'_c log p_c`` (equal to
+``F.cross_entropy(..., label_smoothing=eps)`` for one-hot targets); focal:
+``-sum_c t'_c * alpha * (1 - p_c)**gamma * log p_c`` (gamma 0, alpha 1 gives cross-entropy).
 
 Kinds: "softmax" (plain CE on a linear head; E4 softmax row), "cosface", "arcface"
-(cosine head + margin), "focal". **The focal row uses the cosine head with no margin**:
-in the study's loss ablation the softmax row is the one that changes backbone (bottleneck
-ResNet50); the others share the IR backbone with its cosine head and change only the
-loss, so focal is read as "criterion changed, margin removed". Any other combination
-(e.g. ArcFace margin + focal) can be built with :class:`MarginLoss` directly.
+(cosine head + margin), "focal". ``LossConfig.focal_margin`` says which margin focal loss
+runs on: ``"none"`` (default; the E4 focal row) or ``"arcface"`` (the pairing of the widely
+used ArcFace code, focal loss on ArcFace-margin logits). The E4 row uses no margin because
+the study's loss ablation changes one thing per row: softmax changes the backbone and
+head, CosFace the margin, and focal the criterion on the same cosine head, so "focal vs
+ArcFace" compares criteria, not criterion plus margin.
 
 Margins: ArcFace 0.05 (the study; 0.5 gave almost the same). CosFace uses the same
 ``margin`` field; the CosFace paper's 0.35 is common, but the study does not state its
@@ -44,6 +51,7 @@ from torch import Tensor, nn
 from ..core.errors import ConfigError
 
 LOSS_KINDS = ("softmax", "cosface", "arcface", "focal")
+MIXUP_MARGINS = ("pair", "shared")
 
 
 @dataclass
@@ -54,10 +62,17 @@ class LossConfig:
     label_smoothing: float = 0.05
     focal_alpha: float = 1.0
     focal_gamma: float = 1.0
+    focal_margin: str = field(default="none", metadata={"help": "margin under focal loss: none | arcface"})
+    mixup_margin: str = field(default="pair", metadata={
+        "help": "margins with mixup: pair (lam*L(a) + (1-lam)*L(b), full margin each) | shared (margin shared out)"})
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
             raise ConfigError(f"unknown loss {self.kind!r}; choose one of {LOSS_KINDS}")
+        if self.focal_margin not in ("none", "arcface"):
+            raise ConfigError(f"focal_margin must be 'none' or 'arcface', got {self.focal_margin!r}")
+        if self.mixup_margin not in MIXUP_MARGINS:
+            raise ConfigError(f"mixup_margin must be one of {MIXUP_MARGINS}, got {self.mixup_margin!r}")
         if self.scale <= 0:
             raise ConfigError(f"loss scale must be > 0, got {self.scale}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -120,18 +135,21 @@ def smoothed_targets(target: Tensor, num_classes: int, eps: float) -> Tensor:
     return (1.0 - eps) * t + eps / num_classes  # (B, C)
 
 
-def soft_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
-    """Mean over the batch of ``-sum_c t'_c log softmax(logits)_c``."""
+def soft_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0, reduce: bool = True) -> Tensor:
+    """Mean over the batch (per row with ``reduce=False``) of ``-sum_c t'_c log softmax(logits)_c``."""
     t = smoothed_targets(target, logits.shape[1], eps)
-    return -(t * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    per_row = -(t * F.log_softmax(logits, dim=1)).sum(dim=1)  # (B,)
+    return per_row.mean() if reduce else per_row
 
 
-def focal_loss(logits: Tensor, target: Tensor, alpha: float = 1.0, gamma: float = 1.0, eps: float = 0.0) -> Tensor:
+def focal_loss(logits: Tensor, target: Tensor, alpha: float = 1.0, gamma: float = 1.0, eps: float = 0.0,
+               reduce: bool = True) -> Tensor:
     """Focal loss over (smoothed, possibly soft) targets; gamma 0 and alpha 1 give CE."""
     t = smoothed_targets(target, logits.shape[1], eps)
     logp = F.log_softmax(logits, dim=1)  # (B, C)
     modulator = (1.0 - logp.exp()).clamp_min(0.0).pow(gamma)
-    return -(alpha * t * modulator * logp).sum(dim=1).mean()
+    per_row = -(alpha * t * modulator * logp).sum(dim=1)  # (B,)
+    return per_row.mean() if reduce else per_row
 
 
 class MarginLoss(nn.Module):
@@ -140,6 +158,7 @@ class MarginLoss(nn.Module):
     Args:
         margin_kind: "none", "cosface" or "arcface".
         criterion: "ce" or "focal".
+        mixup_margin: how a margin meets soft targets: "pair" or "shared" (module docstring).
     """
 
     def __init__(
@@ -151,10 +170,14 @@ class MarginLoss(nn.Module):
         label_smoothing: float = 0.0,
         focal_alpha: float = 1.0,
         focal_gamma: float = 1.0,
+        mixup_margin: str = "pair",
     ) -> None:
         super().__init__()
         if margin_kind not in ("none", "cosface", "arcface") or criterion not in ("ce", "focal"):
             raise ConfigError(f"bad margin kind {margin_kind!r} or criterion {criterion!r}")
+        if mixup_margin not in MIXUP_MARGINS:
+            raise ConfigError(f"mixup_margin must be one of {MIXUP_MARGINS}, got {mixup_margin!r}")
+        self.mixup_margin = mixup_margin
         self.scale, self.margin, self.margin_kind = float(scale), float(margin), margin_kind
         self.criterion, self.label_smoothing = criterion, float(label_smoothing)
         self.focal_alpha, self.focal_gamma = float(focal_alpha), float(focal_gamma)
@@ -166,22 +189,37 @@ class MarginLoss(nn.Module):
         cos = logits / self.scale  # (B, C), in [-1, 1]
         return self.scale * apply_margin(cos, target, self.margin_kind, self.margin)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z = self.margin_logits(logits, target)  # (B, C)
+    def _criterion(self, z: Tensor, target: Tensor, reduce: bool = True) -> Tensor:
         if self.criterion == "focal":
-            return focal_loss(z, target, self.focal_alpha, self.focal_gamma, self.label_smoothing)
-        return soft_cross_entropy(z, target, self.label_smoothing)
+            return focal_loss(z, target, self.focal_alpha, self.focal_gamma, self.label_smoothing, reduce)
+        return soft_cross_entropy(z, target, self.label_smoothing, reduce)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if target.dim() == 2 and self.margin_kind != "none" and self.mixup_margin == "pair":
+            return self._pair_loss(logits, target)
+        return self._criterion(self.margin_logits(logits, target), target)  # (B, C) logits
+
+    def _pair_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``mean_b sum_c t_bc * L(x_b, c)``: each class of a soft target row with the full margin
+        and its own one-hot target (only the classes a row holds are visited: two for mixup)."""
+        k = int((target > 0).sum(dim=1).max())  # classes per row: 1 or 2 after mixup
+        weights, classes = target.topk(k, dim=1)  # (B, k)
+        total = logits.new_zeros(logits.shape[0])
+        for j in range(k):
+            c = classes[:, j]  # (B,)
+            total = total + weights[:, j] * self._criterion(self.margin_logits(logits, c), c, reduce=False)
+        return total.mean()
 
     def extra_repr(self) -> str:
         return (
             f"scale={self.scale}, margin={self.margin}, margin_kind={self.margin_kind}, "
-            f"criterion={self.criterion}, label_smoothing={self.label_smoothing}"
+            f"criterion={self.criterion}, label_smoothing={self.label_smoothing}, mixup_margin={self.mixup_margin}"
         )
 
 
 def build_loss(cfg: LossConfig) -> MarginLoss:
     """The loss of one ablation row, called as ``loss(logits, target)``."""
-    margin_kind = {"softmax": "none", "focal": "none"}.get(cfg.kind, cfg.kind)
+    margin_kind = {"softmax": "none", "focal": cfg.focal_margin}.get(cfg.kind, cfg.kind)
     return MarginLoss(
         scale=cfg.scale,
         margin=cfg.margin,
@@ -190,4 +228,5 @@ def build_loss(cfg: LossConfig) -> MarginLoss:
         label_smoothing=cfg.label_smoothing,
         focal_alpha=cfg.focal_alpha,
         focal_gamma=cfg.focal_gamma,
+        mixup_margin=cfg.mixup_margin,
     )
