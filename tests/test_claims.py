@@ -185,3 +185,28 @@ def test_forest_plot_has_a_row_per_claim() -> None:
     assert len(fig.axes) == 2
     assert len(fig.axes[0].get_yticklabels()) == len(CLAIMS)
     fig.canvas.draw()
+
+
+def test_the_summary_loads_label_free_scores(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from asdlib.study import summary
+
+    rng = np.random.default_rng(9)
+    (tmp_path / "scores").mkdir()
+    files = {"integrated__val_loss": 0.9, "integrated__dev_auc_pauc": 0.0, "ls0__dev_auc_pauc": 0.5,
+             "autoencoder__final": 0.3, "autoencoder__val_loss": 0.0}
+    for name, signal in files.items():
+        base_scores(rng, signal=signal).drop(columns="seed").to_csv(tmp_path / "scores" / f"{name}.csv", index=False)
+    study = SimpleNamespace(results_dir=tmp_path,
+                            load_scores=lambda n: pd.read_csv(tmp_path / "scores" / f"{n}.csv", dtype={"machine_id": str}))
+    scores, rules = summary.load_claim_scores(study)
+    assert rules == {"integrated": "val_loss", "ls0": "dev_auc_pauc", "autoencoder": "final"}
+    assert scores["individual"] is None and scores["integrated"] is not None
+    res = evaluate_claims(scores, n_boot=20, selections=rules)
+    by = res.set_index("claim")
+    assert by.loc["ID classifier > baseline AE", "selection"] == "val_loss / final"
+    assert by.loc["E2 > E1", "verdict_AUC"] == NOT_RUN
+    caption = summary.claims_caption(res)
+    assert "val_loss" in caption and "final" in caption and "20 replicates" in caption
+    assert claims_table(res).loc["LS 0.05 > LS 0", "seeds"] == "1"

@@ -279,7 +279,7 @@ def claims_table(result: pd.DataFrame, metrics: Sequence[str] = METRICS, decimal
         out[f"{m} {level} interval"] = [f"[{fmt.format(100 * lo)}, {fmt.format(100 * hi)}]" if np.isfinite(lo) else "—"
                                         for lo, hi in zip(result[f"low_{m}"], result[f"high_{m}"])]
         out[f"{m} verdict"] = result[f"verdict_{m}"].to_numpy()
-    out["seeds"] = [f"{b} / {w} ({p})" if p else "—" for b, w, p in
+    out["seeds"] = [("—" if not p else str(b) if b == w == 1 else f"{b} / {w} {p}") for b, w, p in
                     zip(result["n_seeds_better"], result["n_seeds_worse"], result["seeds"])]
     out["clips"] = result["n_clips"].to_numpy()
     if "selection" in result and result["selection"].astype(bool).any():
