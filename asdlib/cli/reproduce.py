@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="re-run the notebook sequence (papermill) and regenerate results/",
         description="Run notebooks/01..09 in order with papermill. Without --data-root the embedded synthetic "
         "dataset is generated first. Executed notebooks go to results/executed/, tables to results/tables/, "
-        "figures to results/figures/; unchanged finished steps are skipped (use --force to re-run).",
+        "figures to results/figures/, and all of it as web pages to results/html/index.html; unchanged finished "
+        "steps are skipped (use --force to re-run).",
     )
     p.add_argument("--data-root", default=None, help="DCASE2020 root with dev_data/ and eval_data/ (default: synthetic)")
     p.add_argument("--profile", default="smoke", choices=["ci", "smoke", "full"],
@@ -37,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
                           **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")
-    print(f"done: {len(rows) - 1} notebooks, {total:.1f} s of work; results in {cfg.results_dir}")
+    n_notebooks = sum(r["step"] in NOTEBOOKS for r in rows)
+    print(f"done: {n_notebooks} notebooks, {total:.1f} s of work; results in {cfg.results_dir}, "
+          f"to read in a browser: {cfg.results_dir}/html/index.html")
     return 0
