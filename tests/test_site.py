@@ -206,3 +206,12 @@ def test_index_renders_in_a_headless_browser(tmp_path) -> None:
     assert arr.shape[0] >= 800 and arr.shape[1] >= 1000
     grey = arr[..., :3].mean(axis=2)
     assert grey.std() > 0.02 and (grey < 0.5).mean() > 0.001  # not blank: text and figures drawn
+
+
+def test_a_killed_build_leaves_nothing_behind(tmp_path) -> None:
+    res = make_results(tmp_path / "results")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = res / f".html.tmp-{int(dead.stdout)}"
+    (stale / "notebooks").mkdir(parents=True)
+    build_site(res)
+    assert not stale.exists() and (res / "html" / "index.html").exists()

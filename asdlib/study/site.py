@@ -247,8 +247,8 @@ def build_site(results_dir: str | os.PathLike, nested: bool = True, progress: bo
     kind = data_kind(results, info)
     final = results / HTML_DIR
     old_manifest = _read_json(final / "manifest.json")
+    _clean_leftovers(results)
     tmp = results / f".{HTML_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "notebooks").mkdir(parents=True)
     (tmp / "tables").mkdir()
     try:
@@ -315,6 +315,22 @@ def build_site(results_dir: str | os.PathLike, nested: bool = True, progress: bo
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / "index.html"
+
+
+def _clean_leftovers(results: Path) -> None:
+    """Remove the temporary folders of a killed build (those whose process is gone)."""
+    for p in results.glob(f".{HTML_DIR}.*-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+            alive = pid != os.getpid()
+            if alive:
+                os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            alive = False
+        except PermissionError:  # another user's live process
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _index(results: Path, info: dict[str, Any], kind: str, banner: str, notebooks: list[tuple[str, str]],
