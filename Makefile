@@ -23,13 +23,15 @@ $(STAMP): pyproject.toml
 # The main job: the whole notebook sequence, writing results/: on the real DCASE2020 subset where Zenodo
 # answers (`asdlib download --subset small`, once), else on the embedded synthetic dataset (DATA=... forces either).
 # Where the 93 real DCASE2020 clips lie beside the checkout, notebooks 01-02 also run on them
-# (results/real_mini/), so real machine sounds can be compared with the synthetic ones.
+# (results/real_mini/), so real machine sounds can be compared with the synthetic ones; the
+# site (results/html/index.html) is then rebuilt so that it links the real-clip pages too.
 MINI ?= ../shared/data/dcase2020-mini
 reproduce: $(STAMP)
 	$(PY) -m asdlib reproduce --data $(DATA) --device $(DEVICE) $(ARGS)
 	@if [ -d "$(MINI)" ]; then \
 	  $(PY) -m asdlib reproduce --data-root $(MINI) --profile smoke --device $(DEVICE) \
-	    --only 01_data_exploration,02_feature_extraction --results-dir results/real_mini --work-dir runs/real_mini; \
+	    --only 01_data_exploration,02_feature_extraction --results-dir results/real_mini --work-dir runs/real_mini \
+	  && $(PY) -m asdlib.study.site results; \
 	else echo "($(MINI) not found: skipping the real-clip exploration)"; fi
 
 test: $(STAMP)

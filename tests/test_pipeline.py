@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from asdlib.core.errors import AsdlibError
+from asdlib.report.claims import VERDICTS
 from asdlib.study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
+from asdlib.study.site import check_site
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT.parent / "shared" / "data" / "dcase2020-mini"
@@ -64,13 +66,14 @@ def test_failing_notebook_stops_the_run_and_is_named(tmp_path, tiny_dataset):
     _fake_notebooks(nb, {second: _touch(second)})
     rows = reproduce(cfg, progress=False)
     status = {r["step"]: r["status"] for r in rows}
-    assert status == {"data": "ran", first: "reused", second: "ran", third: "ran"}
+    assert status == {"data": "ran", first: "reused", second: "ran", third: "ran", "html": "ran"}
     assert not (tmp_path / "res" / f"{first}.done").exists()
     assert (tmp_path / "res" / f"{third}.done").exists()
     info = json.loads((tmp_path / "res" / "run_info.json").read_text())
     assert info["versions"]["torch"] and "git" in info and info["config"]["profile"] == "ci"
     timings = pd.read_csv(tmp_path / "res" / "timings.csv")
-    assert list(timings["step"]) == ["data", first, second, third]
+    assert list(timings["step"]) == ["data", first, second, third, "html"]
+    assert (tmp_path / "res" / "html" / "notebooks" / f"{third}.html").exists()  # the results as web pages
 
 
 def test_unknown_notebook_name_is_refused():
@@ -85,7 +88,7 @@ COMPARE_TABLES = ["03_individual_vs_integrated_auc", "E4_losses_dev_AUC", "07_sc
 FIGURES = ["01_examples", "01_levels", "01_id_spectra", "02_feature_histograms", "03_schedule",
            "03_individual_vs_integrated", "03_training_curves", "04_loss_ablation", "04_training_curves",
            "05_finetune_curves", "06_tsne", "07_scorers", "08_error_maps_autoencoder", "08_error_maps_wavenet",
-           "08_training_curves"]
+           "08_training_curves", "09_claims"]
 ROWS = ["ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve", "Mean", "Harmonic Mean"]
 
 
@@ -101,7 +104,7 @@ def _check_rows(path: Path, columns: list[str] | None = None) -> None:
 def test_whole_sequence_at_ci_size(tmp_path):
     cfg = ReproduceConfig(profile="ci", device="cpu", results_dir=str(tmp_path / "res"), work_dir=str(tmp_path / "work"))
     rows = reproduce(cfg, progress=False)
-    assert [r["step"] for r in rows] == ["data", *NOTEBOOKS]
+    assert [r["step"] for r in rows] == ["data", *NOTEBOOKS, "html"]
     res = tmp_path / "res"
     for name in STUDY_TABLES:
         _check_rows(res / "tables" / f"{name}.csv", ["Dev AUC", "Dev pAUC", "Eval AUC", "Eval pAUC"])
@@ -116,9 +119,13 @@ def test_whole_sequence_at_ci_size(tmp_path):
     assert len(means) == 9 and means["Dev AUC"].between(0, 100).all()
     sel = pd.read_csv(res / "tables" / "09_selection.csv", index_col=0)
     assert {"Dev AUC study rule", "Dev AUC label-free", "Dev AUC optimism"} <= set(sel.columns)
+    claims = pd.read_csv(res / "tables" / "09_claims.csv", index_col=0)
+    assert len(claims) == 7 and claims["AUC verdict"].isin(VERDICTS).all()
+    site = check_site(res)
+    assert site["ok"] and site["data"] == "synthetic", site
     # Everything is reused on a second run.
     again = reproduce(cfg, progress=False)
-    assert all(r["status"] == "reused" for r in again if r["step"] != "data")
+    assert all(r["status"] == "reused" for r in again if r["step"] not in ("data", "html"))
 
 
 @pytest.mark.real_data

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run notebooks/01..09 in order with papermill. Without --data-root, --data decides: the real "
         "DCASE2020 subset (fetched once from Zenodo into data/dcase2020-subset, then reused) where Zenodo can be "
         "reached, else the embedded synthetic dataset. Executed notebooks go to results/executed/, tables to "
-        "results/tables/, figures to results/figures/; unchanged finished steps are skipped (use --force to re-run).",
+        "results/tables/, figures to results/figures/, and all of it as web pages to results/html/index.html; unchanged finished steps are skipped (use --force to re-run).",
     )
     p.add_argument("--data-root", default=None, help="DCASE2020 root with dev_data/ and eval_data/ (default: --data)")
     p.add_argument("--data", default=None, choices=MODES,
@@ -55,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
                           data_note=note, **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")
-    print(f"done: {len(rows) - 1} notebooks, {total:.1f} s of work; results in {cfg.results_dir}")
+    n_notebooks = sum(r["step"] in NOTEBOOKS for r in rows)
+    print(f"done: {n_notebooks} notebooks, {total:.1f} s of work; results in {cfg.results_dir}, "
+          f"to read in a browser: {cfg.results_dir}/html/index.html")
     return 0

@@ -7,7 +7,8 @@ results under ``results/``. The ``.py`` (jupytext percent) files are the source 
 they are converted to notebooks at run time, so an out-of-date ``.ipynb`` cannot run.
 
 Resumable: a step whose source, parameters and library code have not changed since it last
-finished is skipped, so a run killed in step 5 continues with step 5.
+finished is skipped, so a run killed in step 5 continues with step 5. The last step renders
+the executed notebooks, tables and figures as a static site, ``results/html/index.html``.
 """
 from __future__ import annotations
 
@@ -120,7 +121,10 @@ def run_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Pa
 
 
 def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Run the notebooks in order; stop at the first failure; return one timing row per notebook."""
+    """Run the notebooks in order, then render the results as HTML (:func:`asdlib.study.site.build_site`).
+
+    Stops at the first failure. Returns one timing row per step: ``data``, each notebook, ``html``.
+    """
     results = Path(cfg.results_dir)
     work = Path(cfg.work_dir)
     for sub in ("executed", "tables", "figures", "tidy"):
@@ -158,6 +162,15 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
             print(f"[reproduce] {name}: {seconds:.1f} s", flush=True)
     _write_run_record(results, cfg, params, rows, synthetic)
     write_data_note(results / "README.md", data_note(cfg, data_root, synthetic))
+    # The results as a web site (results/html/index.html), from the record just written.
+    from .site import build_site
+
+    start = time.perf_counter()
+    build_site(results, progress=progress)
+    rows.append({"step": "html", "seconds": round(time.perf_counter() - start, 2), "status": "ran"})
+    _write_run_record(results, cfg, params, rows, synthetic)
+    if progress:
+        print(f"[reproduce] html: {results / 'html' / 'index.html'}", flush=True)
     return rows
 
 

@@ -162,3 +162,47 @@ def plot_error_maps(maps: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"holds": "#1a9850", "reversed": "#d73027", "not resolved at this size": "0.45"}
+
+
+def plot_claims(result: pd.DataFrame, metrics: Sequence[str] = ("AUC", "pAUC"), title: str | None = None) -> plt.Figure:
+    """Forest plot of the study's claims (:func:`asdlib.report.claims.evaluate_claims`).
+
+    One row per claim, one panel per metric: our difference (better minus worse, percentage
+    points) as a dot with its interval as a bar coloured by the verdict, the study's
+    difference as a hollow diamond, and a line at 0. A claim that did not run says so.
+    """
+    n = len(result)
+    height = 0.55 * n + 1.9
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics) + 1.5, height), sharey=True, squeeze=False)
+    y = np.arange(n)[::-1]
+    for ax, m in zip(axes[0], metrics):
+        ax.axvline(0, color="0.2", lw=0.8, zorder=1)
+        for yi, (_, r) in zip(y, result.iterrows()):
+            verdict = r[f"verdict_{m}"]
+            if verdict not in VERDICT_COLOURS:
+                ax.text(0.02, yi, "not run", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.4",
+                        style="italic")
+            else:
+                colour = VERDICT_COLOURS[verdict]
+                ax.plot([100 * r[f"low_{m}"], 100 * r[f"high_{m}"]], [yi, yi], color=colour, lw=4, alpha=0.55,
+                        solid_capstyle="butt", zorder=2)
+                ax.plot(100 * r[f"d_{m}"], yi, "o", color=colour, ms=6, zorder=3)
+            if np.isfinite(r[f"study_d_{m}"]):
+                ax.plot(100 * r[f"study_d_{m}"], yi, "D", mfc="none", mec="black", ms=6, zorder=4)
+        ax.set_title(f"dev Mean {m}")
+        ax.set_xlabel("difference, better − worse (percentage points)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(y, [f"{c}\n({b} − {w})" for c, b, w in zip(result["claim"], result["better"],
+                                                                        result["worse"])], fontsize=8)
+    axes[0, 0].set_ylim(-0.7, n - 0.3)
+    level = f"{100 * float(result['level'].iloc[0]):g} % interval" if n else "interval"
+    handles = [plt.Line2D([], [], color=c, lw=4, alpha=0.55, marker="o", label=f"ours, {level}: {v}")
+               for v, c in VERDICT_COLOURS.items()]
+    handles.append(plt.Line2D([], [], ls="none", marker="D", mfc="none", mec="black", label="the study"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0))
+    fig.suptitle(title or "The study's claims on our scores")
+    fig.tight_layout(rect=(0, 0.5 / height, 1, 1))  # room for the legend under the panels
+    return fig

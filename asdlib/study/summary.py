@@ -1,8 +1,11 @@
-"""Cross-experiment tables for the summary notebook: means against the study, selection rules."""
+"""Cross-experiment tables for the summary notebook: means against the study, selection rules, claims."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import pandas as pd
 
+from ..report.claims import CLAIMS, Claim
 from ..report.reference import HMEAN_ROW, MEAN_ROW
 from ..report.tables import VALUE_COLUMNS, study_table
 from .registry import EXPERIMENTS
@@ -68,3 +71,52 @@ def ci_table(ci: pd.DataFrame) -> pd.DataFrame:
     w = c.pivot_table(index="machine_type", columns="col", values="text", aggfunc="first")
     order = [r for r in [*pd.unique(ci["machine_type"])] if r not in (MEAN_ROW, HMEAN_ROW)] + [MEAN_ROW, HMEAN_ROW]
     return w.reindex(index=[r for r in order if r in w.index], columns=[c for c in VALUE_COLUMNS if c in w.columns])
+
+
+# The checkpoint of a classifier experiment in the claims: the label-free rule (lowest loss on
+# held-out normal training clips), which never looks at the test labels the claims are tested on.
+CLAIM_SELECTION = "val_loss"
+
+
+def claim_selection(study, experiment: str) -> str | None:
+    """The scores file rule used for ``experiment`` in the claims, or None where no scores were saved.
+
+    Classifier and transfer experiments: ``val_loss`` where saved, else the registry's rule
+    (the row then names it); reconstruction experiments: their registry rule (``final``).
+    """
+    exp = EXPERIMENTS.get(experiment)
+    rules = [exp.selection] if exp is not None and exp.kind == "reconstruction" else \
+        [CLAIM_SELECTION, *([exp.selection] if exp is not None else [])]
+    for rule in rules:
+        if (study.results_dir / "scores" / f"{experiment}__{rule}.csv").exists():
+            return rule
+    return None
+
+
+def load_claim_scores(study, claims: Sequence[Claim] = CLAIMS) -> tuple[dict[str, pd.DataFrame | None], dict[str, str]]:
+    """Per-clip scores of every experiment the claims compare (None where the run saved none), and their rules."""
+    scores: dict[str, pd.DataFrame | None] = {}
+    selections: dict[str, str] = {}
+    for name in dict.fromkeys(e for c in claims for e in (c.better, c.worse)):
+        rule = claim_selection(study, name)
+        scores[name] = study.load_scores(f"{name}__{rule}") if rule else None
+        if rule:
+            selections[name] = rule
+    return scores, selections
+
+
+def claims_caption(result: pd.DataFrame) -> str:
+    """The caption of the claims table: what is compared, the interval, the verdicts, the checkpoints."""
+    ran = result[result["n_clips"] > 0]
+    seeds = sorted(set(ran["n_seeds_better"]) | set(ran["n_seeds_worse"])) if len(ran) else []
+    n_seeds = "/".join(str(s) for s in seeds) or "no"
+    level = f"{100 * float(result['level'].iloc[0]):g} %" if len(result) else "95 %"
+    rules = sorted({r for s in ran["selection"] for r in s.split(" / ") if r}) if len(ran) else []
+    return (f"The study's claims on the dev test set: difference (better − worse) of the Mean AUC and Mean pAUC "
+            f"over machine types, percentage points; the study's from its printed Means, ours the mean over "
+            f"{n_seeds} seed(s) with a {level} paired bootstrap interval ({int(result['n_boot'].iloc[0])} replicates; "
+            f"each resamples the test clips within each ID and label, the same clips for both experiments, and "
+            f"the seeds). Verdict: holds (interval above 0), reversed (below 0), not resolved at this size "
+            f"(contains 0). Checkpoints: the label-free selection ({CLAIM_SELECTION}: lowest loss on held-out "
+            f"normal training clips, never the test labels) for classifiers, the final epoch for the autoencoder"
+            f"{'; rules used: ' + ', '.join(rules) if rules else ''}")

@@ -1,0 +1,47 @@
+"""Check the HTML rendering of a results folder (``results/html``), as a reader's browser would meet it.
+
+Every local ``href``/``src`` of every page must exist, every linked PNG must decode, every
+executed notebook, table and figure of the folder must be linked from ``index.html``, and a
+synthetic run must say so on every page. Prints a summary; exits 1 when something is wrong.
+
+Usage: ``python benchmarks/check_site.py results [--build]`` (``--build`` renders the site
+first, as the last step of ``asdlib reproduce`` does).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from asdlib.study.site import build_site, check_site
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results_dir", type=Path)
+    ap.add_argument("--build", action="store_true", help="(re)build results_dir/html first")
+    args = ap.parse_args(argv)
+    if args.build:
+        t0 = time.perf_counter()
+        build_site(args.results_dir)
+        print(f"built {args.results_dir / 'html' / 'index.html'} in {time.perf_counter() - t0:.1f} s")
+    r = check_site(args.results_dir)
+    print(f"site: {r['site']}")
+    print(f"data: {r.get('data', '?')}; {r['pages']} pages ({r['bytes'] / 1e6:.1f} MB), {r['links']} local links, "
+          f"{r['images']} figures decoded")
+    for key, what in (("missing", "broken links"), ("bad_images", "figures that do not decode"),
+                      ("unlinked", "outputs not linked from index.html"), ("unlabelled", "pages without the "
+                                                                                         "SYNTHETIC label")):
+        items = r[key]
+        print(f"{what}: {len(items)}")
+        for item in items[:20]:
+            print(f"  {item}")
+        if len(items) > 20:
+            print(f"  ... and {len(items) - 20} more")
+    print("OK" if r["ok"] else "PROBLEMS FOUND")
+    return 0 if r["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
