@@ -1,0 +1,76 @@
+"""The one inference path: embed (crop and batch size from the run's config), fit_and_score."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_train import C, tiny_cfg, tones  # the trainer tests' toy data
+
+from asdlib.classify import inference
+from asdlib.classify.checkpoint import save_checkpoint
+from asdlib.classify.config import build_model
+from asdlib.classify.inference import Classifier, Outputs, embed, fit_and_score, model_outputs, score_outputs
+from asdlib.classify.scorers import make_scorer
+from asdlib.core.errors import AsdlibError
+
+
+@pytest.fixture(scope="module")
+def cropped_checkpoint(tmp_path_factory):
+    """An untrained model whose config says crop_frames=16, batch_size=4, saved as a checkpoint."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(crop_frames=16, batch_size=4)
+    model = build_model(cfg, C).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict(),
+                           "class_names": [f"toy/{c:02d}" for c in range(C)]})
+    return path, model
+
+
+def test_embed_uses_the_checkpoints_crop_and_batch_size(cropped_checkpoint, monkeypatch):
+    path, model = cropped_checkpoint
+    x, _ = tones(2, seed=6)  # (6, 16, 24): windows start at 0 and 8
+    out = embed(path, x)
+    with torch.no_grad():
+        parts = [model_outputs(model, torch.as_tensor(x[:, :, s : s + 16]).unsqueeze(1)) for s in (0, 8)]
+    np.testing.assert_allclose(out.logits, ((parts[0][0] + parts[1][0]) / 2).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.emb, ((parts[0][1] + parts[1][1]) / 2).numpy(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # not what the whole clips give
+        assert not np.allclose(out.logits, model(torch.as_tensor(x).unsqueeze(1)).numpy(), atol=1e-4)
+
+    seen = []
+    real = inference.extract
+    monkeypatch.setattr(inference, "extract", lambda m, f, bs, dev, crop, **kw: seen.append((bs, crop)) or real(
+        m, f, bs, dev, crop, **kw))
+    clf = Classifier.load(path)
+    assert clf.class_names == ["toy/00", "toy/01", "toy/02"]
+    again = embed(clf, x)
+    assert seen == [(4, 16)]
+    np.testing.assert_array_equal(again.logits, out.logits)
+    clf.batch_size = 5  # an explicit override (a memory knob) is the only other value used
+    embed(clf, x)
+    assert seen[-1] == (5, 16)
+
+
+@pytest.mark.parametrize("name", ["softmax", "knn", "mahalanobis"])
+def test_fit_and_score_equals_the_separate_steps(cropped_checkpoint, name):
+    path, model = cropped_checkpoint
+    clf = Classifier.load(path)
+    x, y = tones(4, seed=7)
+    xf, yf = tones(4, seed=8)
+    got = fit_and_score(make_scorer(name), clf, x, y, xf, yf)
+    logits, emb = inference.extract(model, x, 4, "cpu", 16)
+    _, fit_emb = inference.extract(model, xf, 4, "cpu", 16)
+    manual = make_scorer(name)
+    if manual.needs_fit:
+        manual.fit(fit_emb, yf)
+    np.testing.assert_array_equal(got, manual.score(emb, logits, y))
+    # without fit clips the scorer fits on the scored clips themselves (threshold calibration's default)
+    own = fit_and_score(make_scorer(name), clf, x, y)
+    np.testing.assert_array_equal(own, score_outputs(make_scorer(name), Outputs(logits, emb), y, emb, y))
+
+
+def test_score_outputs_refuses_a_fitting_scorer_without_fit_embeddings():
+    out = Outputs(np.zeros((2, C), np.float32), np.ones((2, 4), np.float32))
+    with pytest.raises(AsdlibError, match="'knn' fits on normal training embeddings"):
+        score_outputs(make_scorer("knn"), out, np.array([0, 1]))
+    assert score_outputs(make_scorer("softmax"), out, np.array([0, 1])).shape == (2,)
