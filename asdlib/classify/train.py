@@ -37,7 +37,7 @@ from ..core.utils import atomic_write_text, resolve_device, set_seed
 from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, build_model
 from .evaluate import EvalSet, evaluate_set, held_out_loss, update_best
-from .inference import extract
+from .inference import Classifier, embed
 
 
 @dataclass
@@ -235,16 +235,16 @@ def fit(
             raise AsdlibError(f"non-finite training loss at epoch {epoch}, step {first + 1}/{steps}; "
                               f"stopped. The last good checkpoint is {last_path} (epoch {epoch - 1}).")
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(step_losses.mean())}
+        clf = Classifier(model, cfg, device, class_names)
         if len(val_idx):
             vi = torch.as_tensor(val_idx, device=x_all.device)
-            row["val_loss"] = held_out_loss(model, x_all[vi], y_all[vi], loss_fn, cfg.batch_size, device,
-                                            cfg.crop_frames, use_amp)
+            row["val_loss"] = held_out_loss(clf, x_all[vi], y_all[vi], loss_fn, amp=use_amp)
         if eval_sets and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            fit_emb = fit_classes = None
             if scorer.needs_fit:  # embedding scorers learn from the normal training clips only
-                _, emb = extract(model, x_all[train_t], cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
-                scorer.fit(emb, labels_np[train_idx])
+                fit_emb, fit_classes = embed(clf, x_all[train_t], amp=use_amp).emb, labels_np[train_idx]
             for name, es in eval_sets.items():
-                _, summ = evaluate_set(model, es, scorer, cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
+                _, summ = evaluate_set(clf, es, scorer, fit_emb, fit_classes, amp=use_amp, name=name)
                 row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
