@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asdlib import machines as M
+from asdlib.core import machines as M
 from asdlib.core.errors import AsdlibError, ConfigError
 from asdlib.data import synth
 from asdlib.data.synth import PROFILES, ClipJob, SynthProfile, clip_rng, generate_dataset, render_clip
