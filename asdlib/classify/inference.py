@@ -90,8 +90,9 @@ class Classifier:
 
     Inference reads the crop and the batch size from ``cfg`` (the config saved in the
     checkpoint), so every caller scores a clip the way the run's own evaluation did.
-    ``batch_size`` overrides ``cfg.batch_size`` (a memory knob only: in eval mode a clip's
-    outputs do not depend on its batch, up to float rounding).
+    ``batch_size`` overrides ``cfg.batch_size``, as a memory knob: in eval mode a clip's
+    outputs depend on its batch only through float rounding, but that rounding (~1e-6) is
+    enough to move a gamma-fitted threshold on a few clips, so leave it unset to reproduce.
     """
 
     model: nn.Module

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-input", nargs="+", default=None,
                    help="normal training clips of this ID (folder or files): needed by scorers that fit on embeddings")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="clips per inference batch (default: the checkpoint's training batch size)")
+                   help="clips per inference batch (default: the checkpoint's training batch size, which "
+                   "the thresholds were calibrated with; another size changes scores in the last digits)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
