@@ -16,8 +16,11 @@ from asdlib.report.metrics import (
     evaluate,
     harmonic_mean,
     overall_means,
+    single_class_ids,
+    summary_means,
     type_means,
 )
+from asdlib.report.tables import summarise, to_tidy
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -105,6 +108,44 @@ def test_evaluate_type_and_overall_means(scores: pd.DataFrame) -> None:
 def test_evaluate_one_class_names_the_id() -> None:
     with pytest.raises(ValueError, match="pump id 04"):
         evaluate(_frame("dev", "pump", "04", [0.1, 0.2], []))
+
+
+def test_single_class_policy_in_the_evaluator_and_the_bootstrap() -> None:
+    """SINGLE_CLASS_POLICY: the evaluator (and the bootstrap) refuse an ID with one class;
+    ``single_class_ids`` finds such IDs for a caller that drops them explicitly."""
+    frame = pd.concat([_frame("dev", "fan", "00", [0, 1], [2, 3]), _frame("dev", "pump", "04", [0.1, 0.2], []),
+                       _frame("dev", "pump", "06", [0.1], [0.2]).assign(label=-1)], ignore_index=True)
+    assert single_class_ids(frame) == [("dev", "pump", "04")]  # pump 06 has no labels: no rows, not an error
+    with pytest.raises(ValueError, match="pump id 04"):
+        evaluate(frame)
+    with pytest.raises(ValueError, match="pump id 04"):
+        bootstrap_ci(frame, n_boot=10)
+    kept = frame[frame["machine_id"] != "04"]
+    assert single_class_ids(kept) == []
+    assert set(evaluate(kept)["machine_id"]) == {"00"}
+
+
+def test_summary_means_is_the_one_aggregation(scores: pd.DataFrame) -> None:
+    per_id = evaluate(scores)
+    s = summary_means(per_id).set_index(["row", "metric"])["value"]
+    assert s[("fan", "AUC")] == 0.75 and s[("Mean", "AUC")] == 0.75 and s[("Harmonic Mean", "AUC")] == 0.75
+    # the tables (per seed) and the bootstrap's point estimates are the same numbers, exactly
+    tab = summarise(to_tidy(per_id, "x", seed=3), "x").set_index(["row", "metric"])["value"]
+    boot = bootstrap_ci(scores, n_boot=20).set_index(["machine_type", "metric"])["value"]
+    for key, v in s.items():
+        assert tab[key] == v and boot[key] == v
+    # a type mean of 0 leaves the harmonic mean undefined (NaN), the mean is still computed
+    zero = per_id.assign(value=np.where(per_id["machine_type"] == "pump", 0.0, per_id["value"]))
+    o = overall_means(type_means(zero)).set_index(["row", "metric"])["value"]
+    assert np.isnan(o[("Harmonic Mean", "AUC")]) and o[("Mean", "AUC")] == pytest.approx(0.375)
+
+
+def test_overall_means_by_extra_keys_match_one_group_at_a_time() -> None:
+    per_id = pd.concat([evaluate(_synthetic(20, seed=k)).assign(seed=k) for k in range(3)], ignore_index=True)
+    both = overall_means(type_means(per_id, by=("seed",)), by=("seed",))
+    for k in range(3):
+        one = overall_means(type_means(per_id[per_id["seed"] == k]))
+        pd.testing.assert_frame_equal(both[both["seed"] == k].drop(columns="seed").reset_index(drop=True), one)
 
 
 def test_harmonic_mean() -> None:

@@ -1,31 +1,41 @@
-"""The AUC/pAUC evaluation used during training, the label-free held-out loss and checkpoint selection."""
+"""The AUC/pAUC evaluation used during training, the label-free held-out loss and checkpoint selection.
+
+The training-time AUC/pAUC go the way every table does: :func:`asdlib.report.metrics.evaluate`
+per ID, then :func:`~asdlib.report.metrics.type_means` and the 'Mean' row of
+:func:`~asdlib.report.metrics.overall_means` (the mean over types of the per-type mean).
+IDs with a single class are dropped when an :class:`EvalSet` is built, explicitly and with
+a warning (``SINGLE_CLASS_POLICY`` in :mod:`asdlib.report.metrics`); the evaluator itself
+would refuse them.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from ..report.metrics import auc_pauc
-from .inference import extract
-
-if TYPE_CHECKING:
-    from .scorers import Scorer
+from ..report.metrics import MEAN_ROW, evaluate, overall_means, single_class_ids, type_means
+from .inference import Classifier, embed, score_outputs
+from .scorers import Scorer
 
 
 @dataclass
 class EvalSet:
     """Clips to evaluate during training: features ``(N, n_mels, T)`` and one meta row per clip.
 
-    ``meta`` needs the columns dataset, machine_type, machine_id, label (0 normal, 1 anomaly;
-    -1 rows are ignored) and ``class`` (the clip's own class index in the model).
+    ``meta`` needs the columns machine_type, machine_id, label (0 normal, 1 anomaly; other
+    rows, e.g. -1, are ignored) and ``class`` (the clip's own class index in the model).
+
+    IDs whose labelled clips are of one class only have no AUC: they are found here, listed
+    in ``dropped_ids`` ("type/id"), announced with a warning and left out of the evaluation
+    (their clips are still embedded, so the other clips' batches are what they always were).
     """
 
     features: object
     meta: pd.DataFrame
+    dropped_ids: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         missing = {"machine_type", "machine_id", "label", "class"} - set(self.meta.columns)
@@ -33,52 +43,61 @@ class EvalSet:
             raise ValueError(f"EvalSet.meta lacks columns {sorted(missing)}")
         if len(self.meta) != len(self.features):
             raise ValueError(f"EvalSet has {len(self.features)} feature rows but {len(self.meta)} meta rows")
+        self.dropped_ids = tuple(f"{mt}/{mid}" for _, mt, mid in single_class_ids(self._frame(np.zeros(len(self.meta)))))
+        if self.dropped_ids:
+            warnings.warn(f"EvalSet: {', '.join(self.dropped_ids)} have clips of one class only (no AUC); "
+                          "left out of the training-time AUC/pAUC", stacklevel=3)
 
+    def _frame(self, scores, name: str = "eval") -> pd.DataFrame:
+        """The labelled clips (label 0 or 1) as a scores frame of :mod:`asdlib.report.metrics`."""
+        m = self.meta
+        frame = pd.DataFrame({"dataset": name, "machine_type": m["machine_type"].to_numpy(),
+                              "machine_id": m["machine_id"].astype(str).str.zfill(2).to_numpy(),
+                              "label": m["label"].to_numpy(), "score": np.asarray(scores, dtype=np.float64)})
+        return frame[frame["label"].isin([0, 1]).to_numpy()]
 
-def per_id_metrics(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
-    """Tidy rows (machine_type, machine_id, metric 'AUC'|'pAUC', value) per ID with both labels."""
-    df = meta[["machine_type", "machine_id", "label"]].copy()
-    df["score"] = np.asarray(scores, dtype=np.float64)
-    df = df[df["label"].isin([0, 1])]
-    rows = []
-    for (mt, mid), g in df.groupby(["machine_type", "machine_id"], sort=True):
-        if g["label"].nunique() < 2:
-            continue
-        auc, pauc = auc_pauc(g["label"].to_numpy(), g["score"].to_numpy())
-        rows += [(mt, mid, "AUC", auc), (mt, mid, "pAUC", pauc)]
-    return pd.DataFrame(rows, columns=["machine_type", "machine_id", "metric", "value"])
+    def per_id(self, scores, name: str = "eval") -> pd.DataFrame:
+        """Per-ID AUC/pAUC (:func:`asdlib.report.metrics.evaluate`) of the clips' ``scores``,
+        the dropped IDs left out; ``name`` fills the dataset column."""
+        frame = self._frame(scores, name)
+        kept = ~(frame["machine_type"] + "/" + frame["machine_id"]).isin(self.dropped_ids)
+        return evaluate(frame[kept.to_numpy()])
 
 
 def summarise(per_id: pd.DataFrame) -> dict[str, float]:
-    """Mean over types of the per-type mean AUC and pAUC (the study's type-level averaging)."""
+    """Mean over types of the per-type mean AUC and pAUC (the study's type-level averaging):
+    the 'Mean' row of :func:`asdlib.report.metrics.overall_means`; NaN when no ID was evaluated."""
     if per_id.empty:
         return {"auc": float("nan"), "pauc": float("nan")}
-    by_type = per_id.groupby(["metric", "machine_type"])["value"].mean().groupby("metric").mean()
-    return {"auc": float(by_type.get("AUC", np.nan)), "pauc": float(by_type.get("pAUC", np.nan))}
+    if per_id["dataset"].nunique() > 1:
+        raise ValueError(f"one dataset at a time, got {sorted(per_id['dataset'].unique())}")
+    overall = overall_means(type_means(per_id))
+    mean = overall[overall["row"] == MEAN_ROW].set_index("metric")["value"]
+    return {"auc": float(mean.get("AUC", np.nan)), "pauc": float(mean.get("pAUC", np.nan))}
 
 
 def evaluate_set(
-    model: nn.Module,
+    classifier: Classifier,
     eval_set: EvalSet,
     scorer: Scorer,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    crop_frames: int | None = None,
+    fit_emb: np.ndarray | None = None,
+    fit_classes: np.ndarray | None = None,
     amp: bool = False,
+    name: str = "eval",
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Score an :class:`EvalSet` with a fitted scorer; ``(per-ID rows, {'auc', 'pauc'})``."""
-    logits, emb = extract(model, eval_set.features, batch_size, device, crop_frames, amp=amp)
-    scores = scorer.score(emb, logits, eval_set.meta["class"].to_numpy())
-    per_id = per_id_metrics(eval_set.meta, scores)
+    """Score an :class:`EvalSet` (the scorer fitted on ``fit_emb`` if it needs fitting);
+    ``(per-ID rows, {'auc', 'pauc'})``."""
+    out = embed(classifier, eval_set.features, amp=amp)
+    scores = score_outputs(scorer, out, eval_set.meta["class"].to_numpy(), fit_emb, fit_classes)
+    per_id = eval_set.per_id(scores, name)
     return per_id, summarise(per_id)
 
 
 @torch.no_grad()
-def held_out_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch_size: int,
-                  device, crop_frames: int | None = None, amp: bool = False) -> float:
+def held_out_loss(classifier: Classifier, x: torch.Tensor, y: torch.Tensor, loss_fn, amp: bool = False) -> float:
     """Training loss (hard labels, no mixup) on held-out normal training clips: the label-free
     ``val_loss`` selection criterion. It never looks at test clips or anomaly labels."""
-    logits, _ = extract(model, x, batch_size, device, crop_frames, amp=amp)  # (N, C)
+    logits = embed(classifier, x, amp=amp).logits  # (N, C)
     return float(loss_fn(torch.from_numpy(logits), y.cpu()))
 
 

@@ -26,6 +26,9 @@ import pandas as pd
 
 from ..core.errors import AsdlibError, CacheError
 from ..core.utils import atomic_write_text
+from .checkpoint import load_checkpoint
+from .inference import Classifier, fit_and_score
+from .scorers import make_scorer
 
 QUANTILE = 0.9
 RULE = "gamma fit to normal scores (scipy.stats.gamma.fit), 0.9 quantile (DCASE2021 baseline); empirical quantile if the fit fails"
@@ -76,7 +79,6 @@ def calibrate(
     q: float = QUANTILE,
     fit_features=None,
     fit_meta: pd.DataFrame | None = None,
-    batch_size: int = 64,
     device: str = "cpu",
     write: bool = True,
 ) -> dict:
@@ -84,26 +86,15 @@ def calibrate(
 
     ``meta`` gives each clip's machine_type and machine_id. Scorers that need fitting
     (cosine, knn, ...) are fitted on ``fit_features``/``fit_meta`` (normal training clips;
-    default: the calibration clips themselves). Returns (and with ``write`` merges into the
-    sidecar) ``{"scorer", "quantile", "rule", "thresholds": {"type/id": {...}}}``.
+    default: the calibration clips themselves). The clips are run through the checkpoint with
+    its own crop and batch size (:func:`asdlib.classify.inference.embed`). Returns (and with
+    ``write`` merges into the sidecar) ``{"scorer", "quantile", "rule", "thresholds": {"type/id": {...}}}``.
     """
-    from .checkpoint import load_model
-    from .inference import extract
-    from .scorers import make_scorer
-
-    model, cfg, ck = load_model(checkpoint, device)
-    names = ck["class_names"]
+    clf = Classifier.load(checkpoint, device)
+    names = clf.class_names
     cls = class_of(meta, names)
-    logits, emb = extract(model, features, batch_size, device, cfg.crop_frames)
-    sc = make_scorer(scorer)
-    if sc.needs_fit:
-        if fit_features is None:
-            fit_emb, fit_cls = emb, cls
-        else:
-            _, fit_emb = extract(model, fit_features, batch_size, device, cfg.crop_frames)
-            fit_cls = class_of(fit_meta, names)
-        sc.fit(fit_emb, fit_cls)
-    scores = sc.score(emb, logits, cls)
+    fit_cls = class_of(fit_meta, names) if fit_features is not None else None
+    scores = fit_and_score(make_scorer(scorer), clf, features, cls, fit_features, fit_cls)
     table = {}
     for c in np.unique(cls):
         s = scores[cls == c]
@@ -147,8 +138,6 @@ def calibrate_run(result, features, meta: pd.DataFrame, scorer: str = "softmax",
     their scores are honest normal scores. Embedding scorers fit on the other rows. Returns
     ``{label: calibration}``, empty when the run held out no clips.
     """
-    from .checkpoint import load_checkpoint
-
     val_index = load_checkpoint(result.last_path)["val_index"].numpy()
     if not len(val_index):
         return {}

@@ -17,6 +17,12 @@ Why the loop looks the way it does:
   (and every ``log_every`` steps for the progress bar).
 - Mixed precision is bf16 autocast, on CUDA only: bf16 has float32's range, so no loss
   scaler is needed (and none is saved).
+
+:func:`fit` strings together small steps over one :class:`TrainRun` (the run's state):
+:func:`start_run`, :func:`resume_run`, and per epoch :func:`train_epoch`,
+:func:`evaluate_epoch` (held-out loss; AUC/pAUC of the eval sets through
+:func:`asdlib.classify.inference.embed` and :mod:`asdlib.report.metrics`) and
+:func:`save_epoch`; then :func:`finish_run`.
 """
 from __future__ import annotations
 
@@ -31,14 +37,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..core.config import flatten
 from ..core.errors import AsdlibError, ConfigError
 from ..core.utils import atomic_write_text, resolve_device, set_seed
+from .augment import mixup
 from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, build_model
 from .evaluate import EvalSet, evaluate_set, held_out_loss, update_best
-from .inference import extract
+from .inference import Classifier, embed
+from .losses import build_loss
+from .schedule import WarmupCosineRestarts
+from .scorers import Scorer, make_scorer
 
 
 @dataclass
@@ -101,8 +112,6 @@ def _crop(xb: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Ten
 def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg: TrainConfig, num_classes: int,
                device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None):
     """Gather clips ``idx`` (on the data's device), crop, move, mix: ``(x (B, 1, M, T'), target)``."""
-    from .augment import mixup
-
     xb = _crop(x_all[idx].to(device, non_blocking=True), cfg.crop_frames, gen).float()  # (B, M, T')
     xb = xb.unsqueeze(1)  # (B, 1, M, T')
     target = y_all[idx].to(device, non_blocking=True)  # (B,)
@@ -127,38 +136,50 @@ def train_step(model: nn.Module, optimizer, scheduler, loss_fn, xb: torch.Tensor
     return loss.detach()
 
 
-def fit(
-    features,
-    labels,
-    cfg: TrainConfig,
-    out_dir: str | Path,
-    eval_sets: dict[str, EvalSet] | None = None,
-    class_names: Sequence | None = None,
-    feature_config: dict | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    callback: Callable[[int, dict], None] | None = None,
-    model: nn.Module | None = None,
-    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
-) -> TrainResult:
-    """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
+@dataclass
+class TrainRun:
+    """What one training run carries from epoch to epoch (built by :func:`start_run`)."""
 
-    ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
-    ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
-    epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
-    pass a prepared model and the parameters to optimise (default: all).
+    cfg: TrainConfig
+    out_dir: Path
+    device: torch.device
+    class_names: list[str]
+    feature_config: dict | None
+    labels: np.ndarray  # (N,) int64 class of every clip
+    train_idx: np.ndarray  # rows trained on
+    val_idx: np.ndarray  # rows held out for val_loss and threshold calibration
+    x_all: torch.Tensor  # (N, M, T) on the GPU when it fits, else host memory
+    y_all: torch.Tensor  # (N,) on x_all's device
+    train_t: torch.Tensor  # train_idx on x_all's device
+    batch: int
+    steps: int  # optimisation steps per epoch
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupCosineRestarts
+    loss_fn: nn.Module
+    gens: dict[str, torch.Generator]  # "loop" (shuffling, crops) and "mixup"; saved in every checkpoint
+    scorer: Scorer  # cfg.eval_scorer, for the eval sets
+    use_amp: bool
+    frozen_backbone: bool  # transfer learning: only the classifier trains (see _freeze_hook)
+    history: list[dict] = field(default_factory=list)
+    best: dict[str, dict] = field(default_factory=dict)
+    epoch: int = 0  # last completed epoch
 
-    ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
-    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
-    With pinned host features (a cache too large for the GPU) each batch is gathered on the
-    host and copied; that path is correct but slower than the resident one.
-    """
-    from tqdm.auto import tqdm
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
 
-    from .losses import build_loss
-    from .schedule import WarmupCosineRestarts
-    from .scorers import make_scorer
+    @property
+    def classifier(self) -> Classifier:
+        """The model being trained, as inference sees it (crop and batch size from ``cfg``)."""
+        return Classifier(self.model, self.cfg, self.device, self.class_names)
 
+
+def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_names: Sequence | None = None,
+              feature_config: dict | None = None, model: nn.Module | None = None,
+              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None) -> TrainRun:
+    """Check the inputs, seed, split off the validation clips and build model, optimiser, schedule,
+    loss and generators (in this order: the model's initialisation draws on the seeded RNG)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(resolve_device(cfg.device))
@@ -192,84 +213,142 @@ def fit(
     # partners on the host (NumPy Beta), so it gets a CPU generator: no device sync per step.
     gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    loop_gens = {"loop": gen, "mixup": mix_gen}
-    scorer = make_scorer(cfg.eval_scorer)
-    use_amp = cfg.amp and device.type == "cuda"
+    return TrainRun(cfg=cfg, out_dir=out_dir, device=device, class_names=class_names, feature_config=feature_config,
+                    labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
+                    train_t=train_t, batch=bs, steps=steps, model=model, optimizer=optimizer, scheduler=scheduler,
+                    loss_fn=loss_fn, gens={"loop": gen, "mixup": mix_gen}, scorer=make_scorer(cfg.eval_scorer),
+                    use_amp=cfg.amp and device.type == "cuda", frozen_backbone=trainable is not None)
 
-    history: list[dict] = []
-    best: dict[str, dict] = {}
-    start_epoch = 0
-    last_path = out_dir / "last.pt"
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location="cpu")  # load_state_dict moves to the device
-        _check_resumable(state, cfg, last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], loop_gens)
-        history, best, start_epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
 
-    def snapshot(epoch: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(loop_gens), "epoch": epoch,
-                "config": cfg.to_dict(), "class_names": class_names, "feature_config": feature_config,
-                "history": history, "best": best, "val_index": torch.as_tensor(val_idx)}
+def resume_run(run: TrainRun) -> bool:
+    """Continue from ``last.pt`` when there is one: model, optimiser, schedule, every RNG, history,
+    best checkpoints and epoch, so the run goes on bit-identically (on CPU). True if resumed."""
+    if not run.last_path.exists():
+        return False
+    state = load_checkpoint(run.last_path, map_location="cpu")  # load_state_dict moves to the device
+    _check_resumable(state, run.cfg, run.last_path)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"], run.gens)
+    run.history, run.best, run.epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
+    return True
 
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+
+def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> dict:
+    """One pass over the training clips; ``{'epoch', 'lr', 'train_loss'}``. A non-finite loss
+    stops the run (before anything of this epoch is saved)."""
+    cfg, gen = run.cfg, run.gens["loop"]
+    run.model.train()
+    if run.frozen_backbone:
+        _freeze_hook(run.model)
+    perm = run.train_t[torch.randperm(len(run.train_idx), generator=gen, device=gen.device).to(run.x_all.device)]
+    step_losses = torch.zeros(run.steps, device=run.device)
+    bar = tqdm(range(run.steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+    for step in bar:
+        xb, target = make_batch(run.x_all, run.y_all, perm[step * run.batch : (step + 1) * run.batch], cfg,
+                                len(run.class_names), run.device, gen, run.gens["mixup"])  # (B, 1, M, T'), (B,) or (B, C)
+        step_losses[step] = train_step(run.model, run.optimizer, run.scheduler, run.loss_fn, xb, target, run.use_amp)
+        if progress and (step + 1) % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{step_losses[step].item():.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+    bad = ~torch.isfinite(step_losses)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise AsdlibError(f"non-finite training loss at epoch {epoch}, step {first + 1}/{run.steps}; "
+                          f"stopped. The last good checkpoint is {run.last_path} (epoch {epoch - 1}).")
+    return {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"], "train_loss": float(step_losses.mean())}
+
+
+def evaluate_epoch(run: TrainRun, row: dict, eval_sets: dict[str, EvalSet] | None) -> None:
+    """Add to ``row`` the held-out ``val_loss`` and, on eval epochs, ``<set>_auc``/``<set>_pauc``."""
+    clf, epoch = run.classifier, row["epoch"]
+    if len(run.val_idx):
+        vi = torch.as_tensor(run.val_idx, device=run.x_all.device)
+        row["val_loss"] = held_out_loss(clf, run.x_all[vi], run.y_all[vi], run.loss_fn, amp=run.use_amp)
+    if eval_sets and (epoch % run.cfg.eval_every == 0 or epoch == run.cfg.epochs):
+        fit_emb = fit_classes = None
+        if run.scorer.needs_fit:  # embedding scorers learn from the normal training clips only
+            fit_emb, fit_classes = embed(clf, run.x_all[run.train_t], amp=run.use_amp).emb, run.labels[run.train_idx]
+        for name, es in eval_sets.items():
+            _, summ = evaluate_set(clf, es, run.scorer, fit_emb, fit_classes, amp=run.use_amp, name=name)
+            row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
+
+
+def _snapshot(run: TrainRun, epoch: int) -> dict:
+    return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.gens), "epoch": epoch,
+            "config": run.cfg.to_dict(), "class_names": run.class_names, "feature_config": run.feature_config,
+            "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
+
+
+def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
+    """Record the epoch: history, ``best_<criterion>.pt`` for the criteria it improved, ``last.pt``
+    (after the best ones, so a kill in between resumes into a consistent state) and history.csv."""
+    run.history.append(row)
+    run.epoch = row["epoch"]
+    improved = update_best(run.best, row, run.cfg.select, dev_name)
+    state = _snapshot(run, row["epoch"])
+    for crit in improved:
+        run.best[crit]["path"] = str(run.out_dir / f"best_{crit}.pt")
+        save_checkpoint(run.best[crit]["path"], {**state, "best": run.best})
+    save_checkpoint(run.last_path, {**state, "best": run.best})
+    atomic_write_text(run.out_dir / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
+
+
+def finish_run(run: TrainRun) -> TrainResult:
+    """The run's :class:`TrainResult`, with ``summary.json`` written beside the checkpoints."""
+    history, best = run.history, run.best
+    result = TrainResult(out_dir=str(run.out_dir), last_path=str(run.last_path), epochs_run=len(history),
+                         history=pd.DataFrame(history), class_names=run.class_names,
+                         best={k: BestCheckpoint(criterion=k, **v) for k, v in best.items()})
+    summary = {"config": run.cfg.to_dict(), "device": str(run.device), "n_train": int(len(run.train_idx)),
+               "n_val": int(len(run.val_idx)), "epochs_run": result.epochs_run, "class_names": run.class_names,
+               "best": best, "torch": torch.__version__, "last": history[-1] if history else None}
+    atomic_write_text(run.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return result
+
+
+def fit(
+    features,
+    labels,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    eval_sets: dict[str, EvalSet] | None = None,
+    class_names: Sequence | None = None,
+    feature_config: dict | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+    model: nn.Module | None = None,
+    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+) -> TrainResult:
+    """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
+
+    ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
+    ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
+    epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
+    pass a prepared model and the parameters to optimise (default: all).
+
+    ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
+    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
+    With pinned host features (a cache too large for the GPU) each batch is gathered on the
+    host and copied; that path is correct but slower than the resident one.
+    """
+    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable)
+    if resume:
+        resume_run(run)
+    dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))
+    for epoch in range(run.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        if trainable is not None:
-            _freeze_hook(model)
-        perm = train_t[torch.randperm(len(train_idx), generator=gen, device=gen.device).to(x_all.device)]
-        step_losses = torch.zeros(steps, device=device)
-        bar = tqdm(range(steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
-        for step in bar:
-            xb, target = make_batch(x_all, y_all, perm[step * bs : (step + 1) * bs], cfg, num_classes,
-                                    device, gen, mix_gen)  # (B, 1, M, T'), (B,) or (B, C)
-            loss = train_step(model, optimizer, scheduler, loss_fn, xb, target, use_amp)
-            step_losses[step] = loss
-            if progress and (step + 1) % cfg.log_every == 0:
-                bar.set_postfix(loss=f"{step_losses[step].item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        bad = ~torch.isfinite(step_losses)
-        if bad.any():
-            first = int(bad.nonzero()[0])
-            raise AsdlibError(f"non-finite training loss at epoch {epoch}, step {first + 1}/{steps}; "
-                              f"stopped. The last good checkpoint is {last_path} (epoch {epoch - 1}).")
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(step_losses.mean())}
-        if len(val_idx):
-            vi = torch.as_tensor(val_idx, device=x_all.device)
-            row["val_loss"] = held_out_loss(model, x_all[vi], y_all[vi], loss_fn, cfg.batch_size, device,
-                                            cfg.crop_frames, use_amp)
-        if eval_sets and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            if scorer.needs_fit:  # embedding scorers learn from the normal training clips only
-                _, emb = extract(model, x_all[train_t], cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
-                scorer.fit(emb, labels_np[train_idx])
-            for name, es in eval_sets.items():
-                _, summ = evaluate_set(model, es, scorer, cfg.batch_size, device, cfg.crop_frames, amp=use_amp)
-                row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
+        row = train_epoch(run, epoch, progress)
+        evaluate_epoch(run, row, eval_sets)
         row["time_s"] = time.perf_counter() - t0
-        history.append(row)
-        dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))
-        improved = update_best(best, row, cfg.select, dev_name)
-        state = snapshot(epoch)
-        for crit in improved:
-            best[crit]["path"] = str(out_dir / f"best_{crit}.pt")
-            save_checkpoint(best[crit]["path"], {**state, "best": best})
-        save_checkpoint(last_path, {**state, "best": best})
-        atomic_write_text(out_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        save_epoch(run, row, dev_name)
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if callback is not None:
             callback(epoch, row)
-
-    result = TrainResult(out_dir=str(out_dir), last_path=str(last_path), epochs_run=len(history),
-                         history=pd.DataFrame(history), class_names=class_names,
-                         best={k: BestCheckpoint(criterion=k, **v) for k, v in best.items()})
-    summary = {"config": cfg.to_dict(), "device": str(device), "n_train": int(len(train_idx)),
-               "n_val": int(len(val_idx)), "epochs_run": result.epochs_run, "class_names": class_names,
-               "best": best, "torch": torch.__version__, "last": history[-1] if history else None}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    return result
+    return finish_run(run)
 
 
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:

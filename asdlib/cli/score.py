@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scorer", default="softmax", help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis")
     p.add_argument("--train-input", nargs="+", default=None,
                    help="normal training clips of this ID (folder or files): needed by scorers that fit on embeddings")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="clips per inference batch (default: the checkpoint's training batch size, which "
+                   "the thresholds were calibrated with; another size changes scores in the last digits)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -75,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..classify.checkpoint import class_name, load_model
-    from ..classify.inference import extract
+    from ..classify.checkpoint import class_name
+    from ..classify.inference import Classifier, fit_and_score
     from ..classify.scorers import make_scorer
     from ..classify.threshold import load_thresholds
     from ..core.errors import AsdlibError
@@ -84,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     device = resolve_device(args.device)
-    model, cfg, meta = load_model(args.model, device)
+    clf = Classifier.load(args.model, device)
+    clf.batch_size = args.batch_size  # None: the checkpoint's own
     name = class_name(args.machine_type, args.machine_id)
-    if name not in meta["class_names"]:
-        raise AsdlibError(f"{args.model} has no class {name}; its classes are {', '.join(meta['class_names'])}")
-    cls = meta["class_names"].index(name)
+    if name not in clf.class_names:
+        raise AsdlibError(f"{args.model} has no class {name}; its classes are {', '.join(clf.class_names)}")
+    cls = clf.class_names.index(name)
     scorer = make_scorer(args.scorer)
     if scorer.needs_fit and not args.train_input:
         raise AsdlibError(f"scorer {args.scorer!r} fits on normal training embeddings: pass --train-input")
@@ -96,13 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if name not in thresholds:
         raise AsdlibError(f"no calibrated threshold for {name} with scorer {args.scorer} beside {args.model}")
     files = collect_wavs(args.input)
-    x = wav_features(files, meta.get("feature_config"), progress, device)  # (N, n_mels, T)
-    logits, emb = extract(model, x, args.batch_size, device, cfg.crop_frames, progress=progress)
-    if scorer.needs_fit:
-        xt = wav_features(collect_wavs(args.train_input), meta.get("feature_config"), progress, device)
-        _, emb_t = extract(model, xt, args.batch_size, device, cfg.crop_frames)
-        scorer.fit(emb_t, np.full(len(emb_t), cls))
-    scores = scorer.score(emb, logits, np.full(len(files), cls))  # (N,)
+    feature_config = clf.meta.get("feature_config")
+    x = wav_features(files, feature_config, progress, device)  # (N, n_mels, T)
+    xt = wav_features(collect_wavs(args.train_input), feature_config, progress, device) if scorer.needs_fit else None
+    scores = fit_and_score(scorer, clf, x, np.full(len(files), cls), xt, None if xt is None else np.full(len(xt), cls),
+                           progress=progress)  # (N,)
     decisions = (scores > thresholds[name]).astype(int)
 
     out = Path(args.out)

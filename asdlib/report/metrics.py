@@ -9,10 +9,24 @@ every DCASE2020 paper. Values are fractions in [0, 1]; only rendered tables use 
 would take minutes, so it uses :func:`auc_pauc_batch`, a vectorised form of the same ROC
 (piecewise-linear through tied scores, linear interpolation at ``max_fpr``) that the tests
 check against sklearn.
+
+**From per-ID values to a table** is one path, used by the tables, the bootstrap and the
+training-time checkpoint criterion alike: :func:`type_means` (arithmetic mean over the IDs of
+each type) then :func:`overall_means` ('Mean' and 'Harmonic Mean' over the types present);
+:func:`summary_means` does both. The mean over types is pandas' grouped mean over the types
+in sorted order (a fixed summation order, so a figure is the same wherever it is computed);
+the harmonic mean is ``scipy.stats.hmean``, NaN when a type mean is not > 0 (undefined).
+
+**IDs with a single class** (SINGLE_CLASS_POLICY): an ID whose labelled clips are all normal
+or all anomalous has no AUC. :func:`evaluate` and :func:`bootstrap_ci` raise on it, naming the
+ID, so nothing is silently missing from a type mean or a table. Code that evaluates a set it
+does not curate (the training-time :class:`asdlib.classify.evaluate.EvalSet`) finds such IDs
+with :func:`single_class_ids` when the set is built, drops them there explicitly (with a
+warning) and evaluates the rest with these same functions.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +40,11 @@ SCORE_COLUMNS = ("dataset", "machine_type", "machine_id", "label", "score")
 PER_ID_COLUMNS = ("dataset", "machine_type", "machine_id", "metric", "value", "n_normal", "n_anomaly")
 METRICS = ("AUC", "pAUC")
 MEAN_ROW, HMEAN_ROW = "Mean", "Harmonic Mean"
+SINGLE_CLASS_POLICY = (
+    "An ID whose labelled clips are of one class only has no AUC: evaluate() and bootstrap_ci() raise on it, "
+    "so no ID is silently left out of a type mean; the training-time EvalSet drops such IDs explicitly "
+    "when it is built (EvalSet.dropped_ids, with a warning) and evaluates the rest."
+)
 
 
 def auc_pauc(y_true, scores, max_fpr: float = MAX_FPR) -> tuple[float, float]:
@@ -115,8 +134,8 @@ def evaluate(scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.DataFrame:
     """Per-ID AUC and pAUC in long form (one row per ID and metric).
 
     ``scores`` has one row per clip. Clips labelled -1 (unknown) are left out, so an ID
-    without labels simply yields no rows; an ID with only one class raises, since a
-    silently missing ID would bias the type mean.
+    without labels simply yields no rows; an ID with only one class raises (see
+    SINGLE_CLASS_POLICY), since a silently missing ID would bias the type mean.
     """
     rows = []
     for (ds, mt, mid), g in _check_scores(scores).groupby(["dataset", "machine_type", "machine_id"], sort=True):
@@ -130,18 +149,33 @@ def evaluate(scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(PER_ID_COLUMNS))
 
 
+def single_class_ids(scores: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(dataset, machine_type, machine_id)`` of the IDs whose labelled clips are of one class only.
+
+    These are the IDs :func:`evaluate` refuses; a caller that wants to evaluate the rest
+    drops them itself, explicitly (SINGLE_CLASS_POLICY).
+    """
+    n_classes = _check_scores(scores).groupby(["dataset", "machine_type", "machine_id"], sort=True)["label"].nunique()
+    return [tuple(k) for k in n_classes.index[n_classes.to_numpy() < 2]]
+
+
 def _type_order(types: Iterable[str]) -> list[str]:
     known = [t for t in MACHINE_TYPES if t in set(types)]
     return known + sorted(set(types) - set(known))
 
 
-def type_means(per_id: pd.DataFrame) -> pd.DataFrame:
-    """Arithmetic mean over the IDs of each type, per dataset and metric (the DCASE rule)."""
-    keys = ["dataset", "machine_type", "metric"]
+def type_means(per_id: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Arithmetic mean over the IDs of each type, per dataset and metric (the DCASE rule).
+
+    ``per_id`` has columns dataset, machine_type, metric, value (as :func:`evaluate` gives);
+    ``by`` names further grouping columns (a seed, a bootstrap replicate). Returns
+    ``[*by, dataset, machine_type, metric, value, n_ids]``, types in the study's order.
+    """
+    keys = [*by, "dataset", "machine_type", "metric"]
     out = per_id.groupby(keys, sort=False)["value"].agg(["mean", "size"]).reset_index()
     out = out.rename(columns={"mean": "value", "size": "n_ids"})
     out["_o"] = out["machine_type"].map({t: k for k, t in enumerate(_type_order(out["machine_type"]))})
-    return out.sort_values(["dataset", "_o", "metric"]).drop(columns="_o").reset_index(drop=True)
+    return out.sort_values([*by, "dataset", "_o", "metric"]).drop(columns="_o").reset_index(drop=True)
 
 
 def harmonic_mean(values) -> float:
@@ -154,14 +188,51 @@ def harmonic_mean(values) -> float:
     return float(stats.hmean(v))
 
 
-def overall_means(type_means_df: pd.DataFrame) -> pd.DataFrame:
-    """Rows 'Mean' and 'Harmonic Mean' across the types present, per dataset and metric."""
-    rows = []
-    for (ds, metric), g in type_means_df.groupby(["dataset", "metric"], sort=True):
-        v = g["value"].to_numpy(dtype=float)
-        rows.append((ds, MEAN_ROW, metric, float(v.mean()), len(v)))
-        rows.append((ds, HMEAN_ROW, metric, harmonic_mean(v), len(v)))
-    return pd.DataFrame(rows, columns=["dataset", "row", "metric", "value", "n_types"])
+def _hmeans(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``scipy.stats.hmean`` of each consecutive group of ``counts`` values; NaN where a value is not > 0."""
+    if len(counts) and counts[0] > 0 and (counts == counts[0]).all():  # one matrix: a row per group
+        mat = values.reshape(len(counts), counts[0])
+        ok = (mat > 0).all(axis=1)
+        return np.where(ok, stats.hmean(np.where(ok[:, None], mat, 1.0), axis=1), np.nan)
+    parts = np.split(values, np.cumsum(counts)[:-1]) if len(counts) else []
+    return np.array([float(stats.hmean(p)) if p.size and (p > 0).all() else np.nan for p in parts])
+
+
+def overall_means(type_means_df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows 'Mean' and 'Harmonic Mean' across the types present, per dataset and metric (and ``by``).
+
+    The mean is pandas' grouped mean over the type means in sorted type order (NaN if one
+    is NaN); the harmonic mean is ``scipy.stats.hmean``, NaN unless every type mean is > 0.
+    Returns ``[*by, dataset, row, metric, value, n_types]``.
+    """
+    keys = [*by, "dataset", "metric"]
+    columns = [*by, "dataset", "row", "metric", "value", "n_types"]
+    tm = type_means_df.sort_values([*keys, "machine_type"], kind="stable")  # the summation order
+    grouped = tm.groupby(keys, sort=True)["value"]
+    mean = grouped.mean(skipna=False)
+    if mean.empty:
+        return pd.DataFrame(columns=columns)
+    codes = grouped.ngroup().to_numpy()
+    keep = codes >= 0  # rows with a missing key belong to no group
+    order = np.argsort(codes[keep], kind="stable")
+    counts = np.bincount(codes[keep], minlength=len(mean))
+    hmean = _hmeans(tm["value"].to_numpy(dtype=float)[keep][order], counts)
+    base = mean.index.to_frame(index=False)
+    out = pd.concat([base.assign(row=MEAN_ROW, value=mean.to_numpy(), n_types=counts),
+                     base.assign(row=HMEAN_ROW, value=hmean, n_types=counts)]).sort_index(kind="stable")
+    return out[columns].reset_index(drop=True)
+
+
+def summary_means(per_id: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Type means and the Mean / Harmonic Mean over types, as one long frame.
+
+    Returns ``[*by, dataset, row, metric, value, n]``: ``row`` a machine type (``n`` its
+    IDs) or 'Mean' / 'Harmonic Mean' (``n`` the types), types first in the study's order.
+    """
+    tm = type_means(per_id, by)
+    overall = overall_means(tm, by).rename(columns={"n_types": "n"})
+    types = tm.rename(columns={"machine_type": "row", "n_ids": "n"})[list(overall.columns)]
+    return pd.concat([types, overall], ignore_index=True) if len(overall) else types
 
 
 def bootstrap_ci(scores: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
@@ -171,16 +242,16 @@ def bootstrap_ci(scores: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, 
     Clips are resampled with replacement within each ID and within each label, so every
     resample keeps the ID's numbers of normal and anomalous clips (stratified bootstrap):
     the interval reflects which clips happened to be in the test set, not class balance.
-    Returns dataset, machine_type (a type, 'Mean' or 'Harmonic Mean'), metric, value (the
-    point estimate on the original clips), ci_low, ci_high, n_boot.
+    Each replicate's per-ID values go through :func:`summary_means`, as the point estimate's
+    do. Returns dataset, machine_type (a type, 'Mean' or 'Harmonic Mean'), metric, value (the
+    point estimate on the original clips), ci_low, ci_high, n_boot; a replicate whose harmonic
+    mean is undefined (a type mean of 0) makes that row's interval NaN.
     """
     if n_boot < 1 or not (0 < alpha < 1):
         raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1, got {n_boot}, {alpha}")
     rng = np.random.default_rng(seed)
-    labelled = _check_scores(scores)
-    boots: dict[tuple[str, str, str], list[np.ndarray]] = {}
-    points: dict[tuple[str, str, str], list[float]] = {}
-    for (ds, mt, mid), g in labelled.groupby(["dataset", "machine_type", "machine_id"], sort=True):
+    points, keys, boots = [], [], []
+    for (ds, mt, mid), g in _check_scores(scores).groupby(["dataset", "machine_type", "machine_id"], sort=True):
         s, y = g["score"].to_numpy(float), g["label"].to_numpy()
         neg, pos = s[y == LABEL_NORMAL], s[y == LABEL_ANOMALY]
         try:
@@ -190,17 +261,18 @@ def bootstrap_ci(scores: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, 
         neg_b = neg[rng.integers(0, neg.size, (n_boot, neg.size))]
         pos_b = pos[rng.integers(0, pos.size, (n_boot, pos.size))]
         for metric, p, b in zip(METRICS, point, auc_pauc_batch(neg_b, pos_b, max_fpr)):
-            boots.setdefault((ds, mt, metric), []).append(b)
-            points.setdefault((ds, mt, metric), []).append(p)
-    per_type = {k: (float(np.mean(points[k])), np.mean(boots[k], axis=0)) for k in boots}
-    for ds, metric in sorted({(k[0], k[2]) for k in per_type}):
-        keys = [k for k in per_type if k[0] == ds and k[2] == metric]
-        pts = np.array([per_type[k][0] for k in keys])
-        mat = np.stack([per_type[k][1] for k in keys])  # (n_types, n_boot)
-        per_type[(ds, MEAN_ROW, metric)] = (float(pts.mean()), mat.mean(axis=0))
-        per_type[(ds, HMEAN_ROW, metric)] = (float(stats.hmean(pts)), stats.hmean(np.maximum(mat, 1e-12), axis=0))
-    rows = [(ds, mt, metric, p, *np.quantile(b, [alpha / 2, 1 - alpha / 2]), n_boot)
-            for (ds, mt, metric), (p, b) in per_type.items()]
+            points.append((ds, mt, mid, metric, p))
+            keys.append((ds, mt, mid, metric))
+            boots.append(b)
+    id_cols = ["dataset", "machine_type", "machine_id", "metric"]
+    point = summary_means(pd.DataFrame(points, columns=[*id_cols, "value"]))
+    replicas = pd.DataFrame(np.repeat(np.array(keys, dtype=object), n_boot, axis=0), columns=id_cols)
+    replicas["boot"] = np.tile(np.arange(n_boot), len(keys))
+    replicas["value"] = np.concatenate(boots) if boots else np.empty(0)
+    per_boot = summary_means(replicas, by=("boot",)).sort_values("boot", kind="stable")
+    dist = {k: g["value"].to_numpy() for k, g in per_boot.groupby(["dataset", "row", "metric"], sort=False)}
+    rows = [(ds, row, metric, v, *np.quantile(dist[(ds, row, metric)], [alpha / 2, 1 - alpha / 2]), n_boot)
+            for ds, row, metric, v in point[["dataset", "row", "metric", "value"]].itertuples(index=False)]
     out = pd.DataFrame(rows, columns=["dataset", "machine_type", "metric", "value", "ci_low", "ci_high", "n_boot"])
     order = {t: k for k, t in enumerate(list(MACHINE_TYPES) + [MEAN_ROW, HMEAN_ROW])}
     out["_o"] = out["machine_type"].map(lambda t: order.get(t, len(MACHINE_TYPES) - 0.5))

@@ -19,12 +19,11 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..core.machines import MACHINE_TYPES
 from ..core.utils import atomic_write_text
+from .metrics import overall_means, type_means
 from .reference import ALL_IDS, HMEAN_ROW, MEAN_ROW, ROWS, reference_table
 
 TIDY_COLUMNS = ("experiment", "dataset", "machine_type", "machine_id", "metric", "seed", "value")
@@ -104,8 +103,10 @@ def write_tidy(tidy: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
 def summarise(tidy: pd.DataFrame, experiment: str, selection: str | None = None) -> pd.DataFrame:
     """Per seed: type means (mean over IDs) and the Mean / Harmonic Mean over the types present.
 
-    Rows already named 'Mean' or 'Harmonic Mean' (as in a reference table) are taken as
-    given instead of recomputed. Returns dataset, row, metric, seed, value (fraction).
+    Both steps are :func:`asdlib.report.metrics.type_means` and ``overall_means`` (the one
+    implementation the bootstrap and the training-time criterion use too). Rows already named
+    'Mean' or 'Harmonic Mean' (as in a reference table) are taken as given instead of
+    recomputed. Returns dataset, row, metric, seed, value (fraction).
     """
     t = tidy[tidy["experiment"] == experiment]
     if t.empty:
@@ -117,17 +118,15 @@ def summarise(tidy: pd.DataFrame, experiment: str, selection: str | None = None)
         elif t["selection"].nunique() > 1:
             raise ValueError(f"{experiment!r} has several selection rules {sorted(t['selection'].unique())}; pass one")
     overall = t["machine_type"].isin([MEAN_ROW, HMEAN_ROW])
-    types = (t[~overall].groupby(["dataset", "machine_type", "metric", "seed"])["value"].mean()
-             .reset_index().rename(columns={"machine_type": "row"}))
-    given = t[overall].rename(columns={"machine_type": "row"})[["dataset", "row", "metric", "seed", "value"]]
-    rows = []
-    for (ds, metric, seed), g in types.groupby(["dataset", "metric", "seed"]):
-        if ((given["dataset"] == ds) & (given["metric"] == metric) & (given["seed"] == seed)).any():
-            continue
-        v = g["value"].to_numpy(float)
-        hm = float(stats.hmean(v)) if np.all(v > 0) else float("nan")
-        rows += [(ds, MEAN_ROW, metric, seed, float(v.mean())), (ds, HMEAN_ROW, metric, seed, hm)]
-    computed = pd.DataFrame(rows, columns=["dataset", "row", "metric", "seed", "value"])
+    keys = ["dataset", "row", "metric", "seed"]
+    per_type = type_means(t[~overall], by=("seed",))
+    types = (per_type.rename(columns={"machine_type": "row"})[keys + ["value"]]
+             .sort_values(["dataset", "row", "metric", "seed"]).reset_index(drop=True))
+    given = t[overall].rename(columns={"machine_type": "row"})[keys + ["value"]]
+    computed = overall_means(per_type, by=("seed",))[keys + ["value"]]
+    stated = set(zip(given["dataset"], given["metric"], given["seed"]))
+    computed = computed[[k not in stated for k in zip(computed["dataset"], computed["metric"], computed["seed"])]]
+    computed = computed.sort_values(["dataset", "metric", "seed"], kind="stable")
     parts = [p for p in (types, given, computed) if len(p)]
     return pd.concat(parts, ignore_index=True)
 

@@ -153,11 +153,10 @@ class Embedded:
 def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, with_train: bool = True) -> Embedded:
     """Run a checkpoint over all test clips of ``types`` and (for scorers that fit on
     embeddings, ``with_train``) over their normal training clips."""
-    from ..classify.checkpoint import load_model
-    from ..classify.inference import extract
+    from ..classify import inference
 
-    model, cfg, meta = load_model(checkpoint, study.device)
-    names = list(meta["class_names"])
+    clf = inference.Classifier.load(checkpoint, study.device)
+    names = clf.class_names
     index, feats = study.features.index, study.features.features
     train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
     out = {}
@@ -165,21 +164,20 @@ def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, w
         m = index.iloc[idx].reset_index(drop=True)
         m = m.assign(**{"class": clip_classes(m, names)})
         if len(idx):
-            logits, emb = extract(model, take(feats, idx), cfg.batch_size, study.device, cfg.crop_frames)
+            logits, emb = inference.embed(clf, take(feats, idx))
         else:
-            logits, emb = np.empty((0, len(names)), np.float32), np.empty((0, model.num_features), np.float32)
+            logits, emb = np.empty((0, len(names)), np.float32), np.empty((0, clf.model.num_features), np.float32)
         out[split] = (m, logits, emb)
     return Embedded(*out["train"], *out["test"], class_names=names)
 
 
 def score(emb: Embedded, scorer: str = "softmax", **kwargs) -> pd.DataFrame:
     """One row per test clip: dataset, machine_type, machine_id, label, file, score."""
+    from ..classify.inference import Outputs, score_outputs
     from ..classify.scorers import make_scorer
 
-    sc = make_scorer(scorer, **kwargs)
-    if sc.needs_fit:
-        sc.fit(emb.train_emb, emb.train_meta["class"].to_numpy())
-    s = sc.score(emb.test_emb, emb.test_logits, emb.test_meta["class"].to_numpy())
+    s = score_outputs(make_scorer(scorer, **kwargs), Outputs(emb.test_logits, emb.test_emb),
+                      emb.test_meta["class"].to_numpy(), emb.train_emb, emb.train_meta["class"].to_numpy())
     cols = ["dataset", "machine_type", "machine_id", "label", "file"]
     return emb.test_meta[cols].assign(score=np.asarray(s, dtype=np.float64))
 
