@@ -134,10 +134,13 @@ def test_summary_means_is_the_one_aggregation(scores: pd.DataFrame) -> None:
     boot = bootstrap_ci(scores, n_boot=20).set_index(["machine_type", "metric"])["value"]
     for key, v in s.items():
         assert tab[key] == v and boot[key] == v
-    # a type mean of 0 leaves the harmonic mean undefined (NaN), the mean is still computed
+    # a type mean of 0 drags the harmonic mean to its limit 0; a missing one leaves it undefined
     zero = per_id.assign(value=np.where(per_id["machine_type"] == "pump", 0.0, per_id["value"]))
     o = overall_means(type_means(zero)).set_index(["row", "metric"])["value"]
-    assert np.isnan(o[("Harmonic Mean", "AUC")]) and o[("Mean", "AUC")] == pytest.approx(0.375)
+    assert o[("Harmonic Mean", "AUC")] == 0.0 and o[("Mean", "AUC")] == pytest.approx(0.375)
+    gap = per_id.assign(value=np.where(per_id["machine_type"] == "pump", np.nan, per_id["value"]))
+    o = overall_means(type_means(gap)).set_index(["row", "metric"])["value"]
+    assert np.isnan(o[("Harmonic Mean", "AUC")])
 
 
 def test_overall_means_by_extra_keys_match_one_group_at_a_time() -> None:

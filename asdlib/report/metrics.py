@@ -15,7 +15,8 @@ training-time checkpoint criterion alike: :func:`type_means` (arithmetic mean ov
 each type) then :func:`overall_means` ('Mean' and 'Harmonic Mean' over the types present);
 :func:`summary_means` does both. The mean over types is pandas' grouped mean over the types
 in sorted order (a fixed summation order, so a figure is the same wherever it is computed);
-the harmonic mean is ``scipy.stats.hmean``, NaN when a type mean is not > 0 (undefined).
+the harmonic mean is ``scipy.stats.hmean``, 0 when a type mean is 0 (its limit: one type at
+AUC 0 drags the harmonic mean to 0) and NaN when one is negative or missing.
 
 **IDs with a single class** (SINGLE_CLASS_POLICY): an ID whose labelled clips are all normal
 or all anomalous has no AUC. :func:`evaluate` and :func:`bootstrap_ci` raise on it, naming the
@@ -189,20 +190,30 @@ def harmonic_mean(values) -> float:
 
 
 def _hmeans(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``scipy.stats.hmean`` of each consecutive group of ``counts`` values; NaN where a value is not > 0."""
+    """``scipy.stats.hmean`` of each consecutive group of ``counts`` values: 0 where a value is 0
+    (the limit), NaN where one is negative or not finite."""
     if len(counts) and counts[0] > 0 and (counts == counts[0]).all():  # one matrix: a row per group
         mat = values.reshape(len(counts), counts[0])
-        ok = (mat > 0).all(axis=1)
-        return np.where(ok, stats.hmean(np.where(ok[:, None], mat, 1.0), axis=1), np.nan)
+        ok = (np.isfinite(mat) & (mat >= 0)).all(axis=1)
+        zero = ok & (mat == 0).any(axis=1)
+        h = stats.hmean(np.where((ok & ~zero)[:, None], mat, 1.0), axis=1)
+        return np.where(ok, np.where(zero, 0.0, h), np.nan)
     parts = np.split(values, np.cumsum(counts)[:-1]) if len(counts) else []
-    return np.array([float(stats.hmean(p)) if p.size and (p > 0).all() else np.nan for p in parts])
+    return np.array([_hmean_or_limit(p) for p in parts])
+
+
+def _hmean_or_limit(v: np.ndarray) -> float:
+    if not v.size or not (np.isfinite(v) & (v >= 0)).all():
+        return float("nan")
+    return 0.0 if (v == 0).any() else float(stats.hmean(v))
 
 
 def overall_means(type_means_df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     """Rows 'Mean' and 'Harmonic Mean' across the types present, per dataset and metric (and ``by``).
 
     The mean is pandas' grouped mean over the type means in sorted type order (NaN if one
-    is NaN); the harmonic mean is ``scipy.stats.hmean``, NaN unless every type mean is > 0.
+    is NaN); the harmonic mean is ``scipy.stats.hmean`` (0 if a type mean is 0, NaN if one is
+    negative or NaN).
     Returns ``[*by, dataset, row, metric, value, n_types]``.
     """
     keys = [*by, "dataset", "metric"]
