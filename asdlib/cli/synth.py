@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", required=True, help="folder to write (created; must be empty or hold the same dataset)")
     p.add_argument("--profile", default="smoke", choices=("smoke", "full"),
-                   help="smoke: 2-s clips, 20 train + 5 + 5 test per ID (seconds); full: 10-s clips, "
+                   help="smoke: 2-s clips, 20 train + 50 + 50 test per ID (a minute or so); full: 10-s clips, "
                    "250 train + 50 + 50 test per ID (~4.6 GB, ~15-20 CPU-minutes). Default: smoke")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files (default 0)")
     p.add_argument("--severity", type=float, default=1.0,
