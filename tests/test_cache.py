@@ -192,3 +192,17 @@ def test_features_command_builds_then_reuses(tiny_dataset: Path, tmp_path: Path,
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("reused: 12 clips")
     assert main(["features", "--root", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c")]) == 2
+
+
+def test_a_new_feature_version_rebuilds(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same files and settings, another feature computation: the cache must not be reused."""
+    index = index_dataset(tiny_dataset)
+    cfg = FeatureConfig(duration_s=0.5)
+    first = _build(index, tmp_path / "c", cfg)
+    assert _build(index, tmp_path / "c", cfg).reused
+    monkeypatch.setattr(features_mod, "FEATURE_VERSION", getattr(features_mod, "FEATURE_VERSION", 1) + 1, raising=False)
+    assert cache_key(index, cfg) != first.key
+    bumped = _build(index, tmp_path / "c", cfg)
+    assert not bumped.reused and bumped.key != first.key
+    assert json.loads((bumped.path / "meta.json").read_text())["feature_version"] == features_mod.FEATURE_VERSION
+    assert bumped.feature_version == features_mod.FEATURE_VERSION

@@ -6,11 +6,12 @@ float16 array instead of decoding ~30k WAVs again. A cache lives in ``<cache_dir
 - ``features.f16``: raw float16, C order, shape (N, n_mels, T), read back with ``np.memmap``;
 - ``index.csv``: the clip table, row i describing ``features[i]`` (rows sorted by ``relpath``,
   so the same files give the same cache whatever order the caller's index was in);
-- ``meta.json``: resolved config, shape, dtype, key, creation time, versions, build speed.
+- ``meta.json``: resolved config, feature version, shape, dtype, key, creation time, versions, build speed.
 
-``key`` = hash of the requested :class:`FeatureConfig` and the sorted list of
-``(relpath, size, mtime_ns)``: changing a setting, or adding, removing or rewriting a file,
-gives a new key and hence a rebuild; moving the data root does not (relpaths are relative).
+``key`` = hash of the feature code's version (:data:`asdlib.features.logmel.FEATURE_VERSION`),
+the :class:`FeatureConfig` and the sorted list of ``(relpath, size, mtime_ns)``: changing how
+features are computed, a setting, or adding, removing or rewriting a file, gives a new key and
+hence a rebuild; moving the data root does not (relpaths are relative).
 Crash safety: a build writes into a hidden temporary folder beside the target, writes
 ``meta.json`` last, and renames the folder into place. A folder without a valid
 ``meta.json`` (whose shape agrees with the file sizes) is never treated as complete.
@@ -34,6 +35,7 @@ from .. import __version__
 from ..core.errors import AudioError, CacheError
 from ..core.utils import atomic_write_text
 from ..data.audio import wav_info
+from . import logmel
 from .logmel import FeatureConfig, compute_features, num_frames
 
 __all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir"]
@@ -76,6 +78,11 @@ class FeatureStore:
         self.features = np.memmap(self.path / FEATURES_FILE, dtype=np.float16, mode="r", shape=tuple(self.meta["shape"]))
 
     @property
+    def feature_version(self) -> int | None:
+        """The :data:`~asdlib.features.logmel.FEATURE_VERSION` the features were computed with."""
+        return self.meta.get("feature_version")
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.features.shape)
 
@@ -116,10 +123,10 @@ def _file_stats(index: pd.DataFrame) -> list[tuple[str, int, int]]:
 
 
 def cache_key(index: pd.DataFrame, cfg: FeatureConfig) -> str:
-    """Hash of the settings and of every file's (relpath, size, mtime_ns)."""
+    """Hash of the feature code's version, the settings and every file's (relpath, size, mtime_ns)."""
     import hashlib
 
-    h = hashlib.sha256(cfg.key().encode())
+    h = hashlib.sha256(f"feature_version={logmel.FEATURE_VERSION}\n{cfg.key()}".encode())
     for rel, size, mtime in _file_stats(index):
         h.update(f"\n{rel}\t{size}\t{mtime}".encode())
     return h.hexdigest()[:20]
@@ -315,6 +322,7 @@ def _meta(key: str, cfg: FeatureConfig, shape: tuple, table: pd.DataFrame, devic
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "key": key,
+        "feature_version": logmel.FEATURE_VERSION,
         "config": cfg.to_dict(),  # resolved: duration_s is set
         "shape": list(shape),
         "dtype": "float16",

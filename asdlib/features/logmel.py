@@ -44,7 +44,15 @@ from ..core.machines import SAMPLE_RATE
 from ..data.audio import read_wav
 from . import fastmel
 
-__all__ = ["FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
+__all__ = ["FEATURE_VERSION", "FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
+
+# The version of the feature *computation*: part of every feature cache key (and so of every model
+# key built on a cache), because the settings and the files' sizes and times alone cannot see a
+# change in the code. Rule: bump it with every change that can change a feature value for the same
+# settings and files: the log-mel here or in fastmel.py, the length policy (fit_length), WAV
+# decoding, channel mixing or resampling in asdlib.data.audio. Do not bump it for changes that
+# keep the numbers (speed, memory, messages); tests/test_features.py checks those against librosa.
+FEATURE_VERSION = 1
 
 CPU_CHUNK = 4  # clips per worker job on CPU (read, then log-mel clip by clip in reused scratch tensors)
 
