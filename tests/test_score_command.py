@@ -57,6 +57,27 @@ def test_gamma_threshold_rule_and_fallback():
     assert method == "empirical" and thr == 1.0
 
 
+@pytest.mark.parametrize("scorer", ["knn", "cosine", "mahalanobis"])
+def test_calibrate_refuses_to_fit_a_scorer_on_the_clips_it_calibrates(tiny_checkpoint, tmp_path, scorer):
+    """kNN fitted on the calibration clips finds each at distance 0 from itself: thresholds far too low."""
+    ckpt, _ = tiny_checkpoint
+    files = []
+    for k in range(8):
+        files.append(tmp_path / f"normal_id_00_{k:08d}.wav")
+        write_tone(files[-1], 500.0, seed=300 + k)
+    x = wav_features(files, FC.to_dict())
+    meta = pd.DataFrame({"machine_type": "fan", "machine_id": ["00"] * len(files)})
+    with pytest.raises(AsdlibError, match="fit_features"):
+        calibrate(ckpt, x, meta, scorer=scorer, write=False)
+    fit_files = []
+    for k in range(8):
+        fit_files.append(tmp_path / f"fit_normal_id_00_{k:08d}.wav")
+        write_tone(fit_files[-1], 500.0, seed=400 + k)
+    cal = calibrate(ckpt, x, meta, scorer=scorer, fit_features=wav_features(fit_files, FC.to_dict()),
+                    fit_meta=meta, write=False)
+    assert set(cal["thresholds"]) == {"fan/00"}
+
+
 def test_score_command_writes_dcase_csvs(tiny_checkpoint, tmp_path, capsys):
     ckpt, cal = tiny_checkpoint
     assert set(cal["thresholds"]) == {"fan/00", "fan/02"}

@@ -85,11 +85,16 @@ def calibrate(
     """Per-(type, ID) thresholds from the scores of normal clips ``features`` ``(N, n_mels, T)``.
 
     ``meta`` gives each clip's machine_type and machine_id. Scorers that need fitting
-    (cosine, knn, ...) are fitted on ``fit_features``/``fit_meta`` (normal training clips;
-    default: the calibration clips themselves). The clips are run through the checkpoint with
+    (cosine, knn, ...) are fitted on ``fit_features``/``fit_meta``: normal training clips other
+    than the calibration clips, required for them (a scorer fitted on the clips it calibrates
+    on scores them too low: kNN finds each clip at distance 0 from itself, so the threshold
+    would flag far more than 10 % of new normal clips). The clips are run through the checkpoint with
     its own crop and batch size (:func:`asdlib.classify.inference.embed`). Returns (and with
     ``write`` merges into the sidecar) ``{"scorer", "quantile", "rule", "thresholds": {"type/id": {...}}}``.
     """
+    if make_scorer(scorer).needs_fit and (fit_features is None or fit_meta is None):
+        raise AsdlibError(f"scorer {scorer!r} fits on normal training clips: pass fit_features and fit_meta, "
+                          "clips other than the calibration clips (calibrate_run uses the run's training rows)")
     clf = Classifier.load(checkpoint, device)
     names = clf.class_names
     cls = class_of(meta, names)
