@@ -78,6 +78,21 @@ def test_calibrate_refuses_to_fit_a_scorer_on_the_clips_it_calibrates(tiny_check
     assert set(cal["thresholds"]) == {"fan/00"}
 
 
+def test_score_features_use_the_training_caches_length(tmp_path):
+    """Scoring cuts clips to the length the training cache recorded, never to the clips' own."""
+    from asdlib.core.errors import AudioError
+    from asdlib.features.logmel import num_frames
+
+    long_clip, short_clip = tmp_path / "normal_id_00_00000000.wav", tmp_path / "normal_id_00_00000001.wav"
+    sf.write(long_clip, np.zeros(SR, np.float32) + 0.1, SR)  # 1 s
+    sf.write(short_clip, np.zeros(SR // 8, np.float32) + 0.1, SR)  # 0.125 s, shorter than the 0.25 s of training
+    assert wav_features([long_clip], FC.to_dict()).shape == (1, FC.n_mels, num_frames(FC))
+    with pytest.raises(AudioError, match=short_clip.name):
+        wav_features([long_clip, short_clip], FC.to_dict())
+    with pytest.raises(AsdlibError, match="clip length"):  # not the shortest clip given
+        wav_features([long_clip, short_clip], FC.replace(duration_s=None).to_dict())
+
+
 def test_score_command_writes_dcase_csvs(tiny_checkpoint, tmp_path, capsys):
     ckpt, cal = tiny_checkpoint
     assert set(cal["thresholds"]) == {"fan/00", "fan/02"}

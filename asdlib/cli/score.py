@@ -59,16 +59,17 @@ def collect_wavs(inputs: list[str]) -> list:
 def wav_features(files: list, feature_config: dict | None, progress: bool = False, device: str = "cpu"):
     """Log-mel features ``(N, n_mels, T)`` of WAV files with a checkpoint's feature settings.
 
-    The same computation as the feature cache the model was trained on: clips are cut or
-    padded to the training clip length (``duration_s``, ``short_clips``); a config without a
-    length crops to the shortest clip, as the cache does.
+    The same computation as the feature cache the model was trained on: clips are cut to the
+    length the training cache recorded (``duration_s``), a shorter clip is an error naming it
+    unless the training cache padded (``short_clips``). Never the length of the clips given.
     """
-    from ..data.audio import wav_info
+    from ..core.errors import AsdlibError
     from ..features.logmel import FeatureConfig, compute_features
 
-    fc = FeatureConfig.from_dict(feature_config) if feature_config else FeatureConfig()
-    if fc.duration_s is None:
-        fc = fc.replace(duration_s=min(wav_info(f).duration_s for f in files))
+    fc = FeatureConfig.from_dict(feature_config) if feature_config else None
+    if fc is None or fc.duration_s is None:
+        raise AsdlibError("the checkpoint records no training clip length (feature_config.duration_s): it was not "
+                          "trained from a feature cache; retrain it with `asdlib train`")
     return compute_features([str(f) for f in files], fc, device=device, progress=progress)  # float16
 
 

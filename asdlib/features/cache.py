@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..core.errors import AudioError, CacheError
+from ..core.errors import AudioError, CacheError, ConfigError
 from ..core.utils import atomic_write_text
 from ..data.audio import wav_info
 from . import logmel
 from .logmel import FeatureConfig, compute_features, num_frames
 
-__all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir"]
+__all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir",
+           "resolve_duration"]
 
 FORMAT = "asdlib-feature-cache"
 FORMAT_VERSION = 1
@@ -122,10 +123,38 @@ def _file_stats(index: pd.DataFrame) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
+def resolve_duration(index: pd.DataFrame, cfg: FeatureConfig) -> tuple[FeatureConfig, str]:
+    """``(cfg with duration_s set, where the length comes from)``.
+
+    A length given in ``cfg`` is kept; ``duration_s=None`` becomes the known clip length of the
+    data root the index comes from (:func:`asdlib.data.index.known_clip_seconds`: 10 s for the
+    real data, a synthetic root's own length from its manifest), never the shortest clip found.
+    """
+    from ..core.machines import STANDARD_CLIP_SECONDS
+    from ..data.index import index_roots, known_clip_seconds
+
+    if cfg.duration_s is not None:
+        return cfg, f"given explicitly ({cfg.duration_s:g} s)"
+    roots = index_roots(index)
+    if not roots:
+        return (cfg.replace(duration_s=STANDARD_CLIP_SECONDS),
+                f"the DCASE2020 clip length ({STANDARD_CLIP_SECONDS:g} s; the index names no data root)")
+    known = {root: known_clip_seconds(root) for root in roots}
+    lengths = {seconds for seconds, _ in known.values()}
+    if len(lengths) > 1:
+        listed = ", ".join(f"{root}: {seconds:g} s" for root, (seconds, _) in known.items())
+        raise ConfigError(f"the index mixes data roots of different clip lengths ({listed}); give the length "
+                          "explicitly (FeatureConfig(duration_s=...), --duration)")
+    seconds, source = next(iter(known.values()))
+    return cfg.replace(duration_s=seconds), source
+
+
 def cache_key(index: pd.DataFrame, cfg: FeatureConfig) -> str:
-    """Hash of the feature code's version, the settings and every file's (relpath, size, mtime_ns)."""
+    """Hash of the feature code's version, the settings (the clip length resolved, see
+    :func:`resolve_duration`) and every file's (relpath, size, mtime_ns)."""
     import hashlib
 
+    cfg, _ = resolve_duration(index, cfg)
     h = hashlib.sha256(f"feature_version={logmel.FEATURE_VERSION}\n{cfg.key()}".encode())
     for rel, size, mtime in _file_stats(index):
         h.update(f"\n{rel}\t{size}\t{mtime}".encode())
@@ -184,8 +213,10 @@ def load_feature_cache(path: str | os.PathLike, *, _reused: bool = True) -> Feat
     return FeatureStore(path, meta, index, reused=_reused)
 
 
-def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecutor) -> FeatureConfig:
-    """Read every header (cheap) to fail fast on bad files and to resolve ``duration_s=None``."""
+def _check_files(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecutor, source: str) -> list[int]:
+    """Read every header (cheap): fail fast on bad files and on clips shorter than ``cfg.duration_s``
+    (unless ``cfg.short_clips`` pads them), naming the files. Returns each clip's length in samples
+    (at ``cfg.sample_rate``)."""
     problems: list[str] = []
     lengths: list[int] = []
 
@@ -214,15 +245,16 @@ def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecut
     if problems:
         more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise AudioError(f"{len(problems)} unusable audio file(s):\n" + "\n".join(problems[:10]) + more)
-    if cfg.duration_s is None:
-        return cfg.replace(duration_s=min(lengths) / cfg.sample_rate)
     if cfg.short_clips == "error" and min(lengths) < cfg.num_samples:
-        short = [p for p, n in zip(paths, lengths) if n < cfg.num_samples]
+        short = [(p, n) for p, n in zip(paths, lengths) if n < cfg.num_samples]
+        listed = "\n".join(f"  {p}: {n / cfg.sample_rate:g} s" for p, n in short[:10])
+        more = f"\n  ... and {len(short) - 10} more" if len(short) > 10 else ""
         raise AudioError(
-            f"{len(short)} clip(s) shorter than duration_s={cfg.duration_s} s, e.g. {short[0]}; "
-            f"set a shorter duration_s, remove them, or allow padding with short_clips='wrap'"
+            f"{len(short)} clip(s) shorter than the {cfg.duration_s:g} s every clip of this feature cache gets "
+            f"({source}):\n{listed}{more}\nremove or replace them, allow padding explicitly (short_clips='wrap' "
+            f"or 'zeros'; `--pad wrap`), or give a shorter length explicitly (duration_s; `--duration`)"
         )
-    return cfg
+    return lengths
 
 
 def _remove_stale_temps(cache_dir: Path, key: str) -> None:
@@ -252,6 +284,11 @@ def build_feature_cache(
     :func:`asdlib.features.logmel.compute_features` (threaded reading, batched log-mel on
     ``device``; on CPU ``num_workers`` is the number of cores used), written into a float16
     memmap inside a temporary folder that is renamed into place when complete.
+
+    Clip length: ``cfg.duration_s``, or with None the data root's known clip length
+    (:func:`resolve_duration`); a shorter clip is an :class:`AudioError` naming it unless
+    ``cfg.short_clips`` pads. ``meta.json`` records the length used (``config.duration_s``)
+    and where it came from (``clip_length``).
     """
     from ..core.utils import resolve_device
 
@@ -264,6 +301,7 @@ def build_feature_cache(
         dup = index.loc[index["relpath"].duplicated(), "relpath"].iloc[0]
         raise CacheError(f"the index lists {dup} more than once")
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cfg, length_source = resolve_duration(index, cfg)
     key = cache_key(index, cfg)
     final = cache_dir / key
     if (final / META_FILE).is_file():
@@ -283,7 +321,7 @@ def build_feature_cache(
     t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-            cfg = _resolve_length(paths, cfg, pool)
+            _check_files(paths, cfg, pool, length_source)
             shape = (len(paths), cfg.n_mels, num_frames(cfg))
             mm = np.memmap(tmp / FEATURES_FILE, dtype=np.float16, mode="w+", shape=shape)
         compute_features(paths, cfg, mm, device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
@@ -292,6 +330,8 @@ def build_feature_cache(
         seconds = time.perf_counter() - t0
         table.to_csv(tmp / INDEX_FILE, index=False)
         meta = _meta(key, cfg, shape, table, device, seconds)
+        meta["clip_length"] = {"seconds": cfg.duration_s, "source": length_source,
+                               "short_clips": cfg.short_clips}
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))  # last: marks the folder complete
         os.chmod(tmp / META_FILE, 0o644)  # mkstemp made it owner-only; caches may be shared
         if final.exists():
@@ -323,7 +363,7 @@ def _meta(key: str, cfg: FeatureConfig, shape: tuple, table: pd.DataFrame, devic
         "format_version": FORMAT_VERSION,
         "key": key,
         "feature_version": logmel.FEATURE_VERSION,
-        "config": cfg.to_dict(),  # resolved: duration_s is set
+        "config": cfg.to_dict(),  # resolved: duration_s is the length every clip got
         "shape": list(shape),
         "dtype": "float16",
         "index_columns": {c: _dtype_tag(table[c]) for c in table.columns},
