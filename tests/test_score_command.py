@@ -48,6 +48,51 @@ def tiny_checkpoint(tmp_path_factory):
     return res.last_path, cal
 
 
+THREE_IDS = {"00": 500.0, "02": 1000.0, "04": 2000.0}
+
+
+def _tone_clips(folder, mid: str, n: int, seed0: int) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k in range(n):
+        files.append(folder / f"normal_id_{mid}_{seed0 + k:08d}.wav")
+        write_tone(files[-1], THREE_IDS[mid], seed=seed0 + k, noise=0.2)
+    return files
+
+
+@pytest.fixture(scope="module")
+def three_id_checkpoint(tmp_path_factory):
+    """fan/00, /02, /04 (tones in noise); every scorer calibrated on held-out clips, fitted on the training clips."""
+    from asdlib.classify.scorers import SCORERS
+
+    root = tmp_path_factory.mktemp("three")
+    train = [f for k, mid in enumerate(THREE_IDS) for f in _tone_clips(root / "train", mid, 24, 1000 * (k + 1))]
+    held = [f for k, mid in enumerate(THREE_IDS) for f in _tone_clips(root / "held", mid, 40, 1000 * (k + 1) + 500)]
+    ids = lambda files: [f.name.split("_")[2] for f in files]  # noqa: E731
+    x_train, x_held = wav_features(train, FC.to_dict()), wav_features(held, FC.to_dict())
+    names = [("fan", mid) for mid in THREE_IDS]
+    y = np.array([list(THREE_IDS).index(i) for i in ids(train)])
+    res = fit(x_train, y, TrainConfig.from_dict(TINY | {"epochs": 3, "val_fraction": 0.0}, strict=True), root / "run",
+              class_names=names, feature_config=FC.to_dict(), progress=False)
+    meta = lambda files: pd.DataFrame({"machine_type": "fan", "machine_id": ids(files)})  # noqa: E731
+    for scorer in SCORERS:
+        calibrate(res.last_path, x_held, meta(held), scorer=scorer, fit_features=x_train, fit_meta=meta(train))
+    return res.last_path
+
+
+@pytest.mark.parametrize("scorer", ["softmax", "neglogp", "cosine", "knn", "gmm", "lof", "mahalanobis"])
+def test_calibrated_threshold_flags_about_a_tenth_of_new_normal_clips(three_id_checkpoint, tmp_path, scorer):
+    """`asdlib score` must score on the scale the thresholds were calibrated on: of new normal clips of
+    one ID, about 10 % lie above the threshold (Mahalanobis refitted on one ID flagged none or all)."""
+    fresh = _tone_clips(tmp_path / "new", "00", 120, 9000)
+    rc = main(["score", "--model", str(three_id_checkpoint), "--input", str(tmp_path / "new"), "--type", "fan",
+               "--id", "00", "--scorer", scorer, "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    d = pd.read_csv(tmp_path / "out" / "decision_result_fan_id_00.csv", header=None, names=["file", "d"])
+    assert len(d) == len(fresh)
+    assert 0.03 <= d["d"].mean() <= 0.2, (scorer, d["d"].mean())
+
+
 def test_gamma_threshold_rule_and_fallback():
     rng = np.random.default_rng(0)
     s = rng.gamma(2.0, 1.0, size=2000)
@@ -55,6 +100,10 @@ def test_gamma_threshold_rule_and_fallback():
     assert method == "gamma" and abs(np.mean(s > thr) - 0.1) < 0.03
     thr, method = gamma_threshold([1.0, 1.0, 1.0])
     assert method == "empirical" and thr == 1.0
+    # scores over several orders of magnitude (a confident classifier's 1 - p): a gamma misfits them
+    s = np.exp(rng.normal(-9, 2.5, size=200))
+    thr, method = gamma_threshold(s)
+    assert method == "empirical" and thr == np.quantile(s, 0.9)
 
 
 @pytest.mark.parametrize("scorer", ["knn", "cosine", "mahalanobis"])
@@ -76,6 +125,21 @@ def test_calibrate_refuses_to_fit_a_scorer_on_the_clips_it_calibrates(tiny_check
     cal = calibrate(ckpt, x, meta, scorer=scorer, fit_features=wav_features(fit_files, FC.to_dict()),
                     fit_meta=meta, write=False)
     assert set(cal["thresholds"]) == {"fan/00"}
+
+
+def test_stored_scorer_fit_is_checked(three_id_checkpoint):
+    from asdlib.classify.threshold import load_fitted_scorer, scorer_fit_path
+
+    fitted = load_fitted_scorer(three_id_checkpoint, "mahalanobis")  # the 3 IDs' shared covariance
+    assert sorted(fitted.models_) == [0, 1, 2]
+    path = scorer_fit_path(three_id_checkpoint, "mahalanobis")
+    blob = path.read_bytes()
+    try:
+        path.write_bytes(blob[:-8] + b"\0" * 8)
+        with pytest.raises(CacheError, match="not the file"):
+            load_fitted_scorer(three_id_checkpoint, "mahalanobis")
+    finally:
+        path.write_bytes(blob)
 
 
 def test_score_features_use_the_training_caches_length(tmp_path):
@@ -131,6 +195,10 @@ def test_score_command_bad_inputs(tiny_checkpoint, tmp_path, capsys):
         collect_wavs([str(tmp_path / "missing.wav")])
     with pytest.raises(CacheError, match="not for 'knn'"):
         load_thresholds(ckpt, "knn")
+    from asdlib.classify.threshold import load_fitted_scorer
+
+    with pytest.raises(CacheError, match="no stored fit of the 'knn' scorer"):
+        load_fitted_scorer(ckpt, "knn")
 
 
 @pytest.mark.slow

@@ -22,9 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--type", required=True, dest="machine_type", help="machine type, e.g. fan")
     p.add_argument("--id", required=True, dest="machine_id", help="machine ID, two digits, e.g. 00")
     p.add_argument("--out", default=".", help="folder for the two CSV files (default: current folder)")
-    p.add_argument("--scorer", default="softmax", help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis")
-    p.add_argument("--train-input", nargs="+", default=None,
-                   help="normal training clips of this ID (folder or files): needed by scorers that fit on embeddings")
+    p.add_argument("--scorer", default="softmax",
+                   help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis; a scorer that fits on embeddings "
+                   "is used as it was fitted when its thresholds were calibrated (stored beside the checkpoint)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="clips per inference batch (default: the checkpoint's training batch size, which "
                    "the thresholds were calibrated with; another size changes scores in the last digits)")
@@ -79,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..classify.checkpoint import class_name
-    from ..classify.inference import Classifier, fit_and_score
-    from ..classify.scorers import make_scorer
-    from ..classify.threshold import load_thresholds
+    from ..classify.inference import Classifier, embed
+    from ..classify.threshold import load_fitted_scorer, load_thresholds
     from ..core.errors import AsdlibError
     from ..core.utils import resolve_device
 
@@ -93,18 +92,15 @@ def run(args: argparse.Namespace) -> int:
     if name not in clf.class_names:
         raise AsdlibError(f"{args.model} has no class {name}; its classes are {', '.join(clf.class_names)}")
     cls = clf.class_names.index(name)
-    scorer = make_scorer(args.scorer)
-    if scorer.needs_fit and not args.train_input:
-        raise AsdlibError(f"scorer {args.scorer!r} fits on normal training embeddings: pass --train-input")
     thresholds = load_thresholds(args.model, args.scorer)
     if name not in thresholds:
         raise AsdlibError(f"no calibrated threshold for {name} with scorer {args.scorer} beside {args.model}")
+    scorer = load_fitted_scorer(args.model, args.scorer)  # fitted exactly as when the thresholds were calibrated
     files = collect_wavs(args.input)
     feature_config = clf.meta.get("feature_config")
     x = wav_features(files, feature_config, progress, device)  # (N, n_mels, T)
-    xt = wav_features(collect_wavs(args.train_input), feature_config, progress, device) if scorer.needs_fit else None
-    scores = fit_and_score(scorer, clf, x, np.full(len(files), cls), xt, None if xt is None else np.full(len(xt), cls),
-                           progress=progress)  # (N,)
+    out = embed(clf, x, progress=progress)
+    scores = scorer.score(out.emb, out.logits, np.full(len(files), cls))  # (N,)
     decisions = (scores > thresholds[name]).astype(int)
 
     out = Path(args.out)
