@@ -265,3 +265,17 @@ def test_study_profiles_set_the_feature_length(tiny_dataset: Path, tmp_path: Pat
                   results_dir=tmp_path / "res", work_dir=tmp_path / "work", progress=False)
     assert study.feature_config == FeatureConfig(duration_s=0.5)
     assert study.features.config.duration_s == 0.5 and len(study.features) == 24
+
+
+def test_cache_records_what_the_features_come_from(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Synthetic or real, and the clips' own lengths per type: what `asdlib score` checks new clips against."""
+    from asdlib.data.synth import SynthProfile, generate_dataset
+
+    real = _build(index_dataset(tiny_dataset), tmp_path / "c").data_info
+    assert real["synthetic"] is False and real["clip_seconds"] == {"ToyCar": [0.5, 0.5], "fan": [0.5, 0.5]}
+    assert real["feature_version"] == features_mod.FEATURE_VERSION and real["clip_length"]["seconds"] == 0.5
+    profile = SynthProfile("tiny", clip_seconds=0.5, n_train=1, n_test_normal=1, n_test_anomaly=1)
+    root = generate_dataset(tmp_path / "synth", profile, machine_types=["ToyCar", "fan"], progress=False)
+    synth = _build(index_dataset(root), tmp_path / "c", FeatureConfig()).data_info
+    assert synth["synthetic"] is True and synth["synth_profile"] == ["tiny"]
+    assert synth["clip_seconds"] == {"ToyCar": [0.55, 0.55], "fan": [0.5, 0.5]}

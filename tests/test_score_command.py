@@ -180,6 +180,86 @@ def test_score_command_writes_dcase_csvs(tiny_checkpoint, tmp_path, capsys):
     assert "6 clips scored" in capsys.readouterr().out
 
 
+def test_score_refuses_clips_named_for_another_id(tiny_checkpoint, tmp_path, capsys):
+    """`--type fan --id 00` on a folder of id_02 clips: an error naming them, unless asked to score them anyway."""
+    ckpt, _ = tiny_checkpoint
+    clips = tmp_path / "fan" / "test"
+    clips.mkdir(parents=True)
+    write_tone(clips / "normal_id_00_00000000.wav", 500.0, seed=1)
+    write_tone(clips / "anomaly_id_02_00000001.wav", 2000.0, seed=2)
+    write_tone(clips / "id_02_00000007.wav", 2000.0, seed=3)
+    argv = ["score", "--model", str(ckpt), "--input", str(clips), "--type", "fan", "--id", "00",
+            "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "anomaly_id_02_00000001.wav (ID 02)" in err and "id_02_00000007.wav (ID 02)" in err
+    assert "normal_id_00_00000000.wav" not in err and "--allow-other-ids" in err
+    assert not (tmp_path / "out").exists()
+    assert main(argv + ["--allow-other-ids"]) == 0
+    assert "2 of 3 files are named for another machine than fan/00" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "out" / "anomaly_score_fan_id_00.csv", header=None)) == 3
+    # a DCASE layout folder of another type
+    pump = tmp_path / "pump" / "test"
+    pump.mkdir(parents=True)
+    write_tone(pump / "normal_id_00_00000000.wav", 500.0, seed=4)
+    assert main(argv[:4] + [str(pump)] + argv[5:]) == 2
+    assert "(type pump)" in capsys.readouterr().err
+
+
+def test_score_warns_about_synthetic_training_and_other_clips(tiny_checkpoint, tmp_path, capsys):
+    """A checkpoint trained on synthetic 0.25-s clips, given 1-s clips: scored, with warnings that say why
+    the decisions may mean nothing."""
+    import shutil
+
+    import torch
+
+    from asdlib.classify.checkpoint import save_checkpoint
+    from asdlib.classify.threshold import thresholds_path
+
+    ckpt, _ = tiny_checkpoint
+    state = torch.load(ckpt, weights_only=True)
+    state["data"] = {"synthetic": True, "synth_profile": ["smoke"], "feature_version": 1,
+                     "clip_seconds": {"fan": [0.25, 0.25]}}
+    synth_ckpt = tmp_path / "synth.pt"
+    save_checkpoint(synth_ckpt, {k: v for k, v in state.items() if k != "version"})
+    shutil.copy(thresholds_path(ckpt), thresholds_path(synth_ckpt))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    t = np.arange(SR) / SR  # 1 s, at the model's rate
+    sf.write(clips / "normal_id_00_00000000.wav", (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), SR)
+    write_tone(clips / "normal_id_00_00000001.wav", 500.0, seed=5)  # 0.25 s: as trained
+    argv = ["score", "--model", str(synth_ckpt), "--input", str(clips), "--type", "fan", "--id", "00",
+            "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "SYNTHETIC" in err
+    assert "1 of 2 clips are not as long as the model's training clips of fan (0.25 s" in err
+    assert "normal_id_00_00000000.wav (1 s)" in err and "feature settings" not in err
+    # another sample rate, resampled on request: the features differ from the training data's
+    t = np.arange(int(0.25 * 22050)) / 22050
+    sf.write(clips / "normal_id_00_00000002.wav", (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), 22050)
+    assert main(argv) == 2
+    assert "22050" in capsys.readouterr().err
+    assert main(argv + ["--resample"]) == 0
+    err = capsys.readouterr().err
+    assert "clips at 22050 Hz are resampled" in err and "feature settings differ" in err and "resample=True" in err
+    # the features of another feature-code version
+    state["data"]["feature_version"] = -1
+    save_checkpoint(synth_ckpt, {k: v for k, v in state.items() if k != "version"})
+    (clips / "normal_id_00_00000002.wav").unlink()
+    assert main(argv) == 0
+    assert "feature code version -1" in capsys.readouterr().err
+    # nothing to say when the clips are as the training data were
+    state["data"] = {"synthetic": False, "feature_version": state["data"]["feature_version"],
+                     "clip_seconds": {"fan": [0.25, 1.0]}}
+    from asdlib.features.logmel import FEATURE_VERSION
+
+    state["data"]["feature_version"] = FEATURE_VERSION
+    save_checkpoint(synth_ckpt, {k: v for k, v in state.items() if k != "version"})
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_score_command_bad_inputs(tiny_checkpoint, tmp_path, capsys):
     ckpt, _ = tiny_checkpoint
     empty = tmp_path / "empty"
@@ -225,6 +305,7 @@ def test_train_then_score_on_synthetic_data(tmp_path, capsys):
     rc = main(["score", "--model", str(run / "best_val_loss.pt"), "--input", *map(str, files), "--type", "valve",
                "--id", "00", "--out", str(tmp_path / "scores"), "--device", "cpu", "--no-progress"])
     assert rc == 0
+    assert "trained on SYNTHETIC data" in capsys.readouterr().err  # recorded in the checkpoint by `asdlib train`
     s = pd.read_csv(tmp_path / "scores" / "anomaly_score_valve_id_00.csv", header=None, names=["file", "score"])
     assert len(s) == 20
     auc = roc_auc_score(s["file"].str.startswith("anomaly").astype(int), s["score"])

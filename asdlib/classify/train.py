@@ -145,6 +145,7 @@ class TrainRun:
     device: torch.device
     class_names: list[str]
     feature_config: dict | None
+    data_info: dict | None  # what the features come from (synthetic or real, clip lengths): FeatureStore.data_info
     labels: np.ndarray  # (N,) int64 class of every clip
     train_idx: np.ndarray  # rows trained on
     val_idx: np.ndarray  # rows held out for val_loss and threshold calibration
@@ -177,7 +178,8 @@ class TrainRun:
 
 def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_names: Sequence | None = None,
               feature_config: dict | None = None, model: nn.Module | None = None,
-              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None) -> TrainRun:
+              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+              data_info: dict | None = None) -> TrainRun:
     """Check the inputs, seed, split off the validation clips and build model, optimiser, schedule,
     loss and generators (in this order: the model's initialisation draws on the seeded RNG)."""
     out_dir = Path(out_dir)
@@ -214,7 +216,7 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
     return TrainRun(cfg=cfg, out_dir=out_dir, device=device, class_names=class_names, feature_config=feature_config,
-                    labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
+                    data_info=data_info, labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
                     train_t=train_t, batch=bs, steps=steps, model=model, optimizer=optimizer, scheduler=scheduler,
                     loss_fn=loss_fn, gens={"loop": gen, "mixup": mix_gen}, scorer=make_scorer(cfg.eval_scorer),
                     use_amp=cfg.amp and device.type == "cuda", frozen_backbone=trainable is not None)
@@ -278,7 +280,7 @@ def _snapshot(run: TrainRun, epoch: int) -> dict:
     return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.gens), "epoch": epoch,
             "config": run.cfg.to_dict(), "class_names": run.class_names, "feature_config": run.feature_config,
-            "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
+            "data": run.data_info or {}, "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
 
 
 def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
@@ -321,20 +323,23 @@ def fit(
     callback: Callable[[int, dict], None] | None = None,
     model: nn.Module | None = None,
     trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+    data_info: dict | None = None,
 ) -> TrainResult:
     """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
 
     ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
     ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
     epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
-    pass a prepared model and the parameters to optimise (default: all).
+    pass a prepared model and the parameters to optimise (default: all). ``feature_config`` and
+    ``data_info`` (:attr:`asdlib.features.cache.FeatureStore.data_info`: synthetic or real data,
+    the clips' lengths) are stored in every checkpoint, for ``asdlib score``.
 
     ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
     epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
     With pinned host features (a cache too large for the GPU) each batch is gathered on the
     host and copied; that path is correct but slower than the resident one.
     """
-    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable)
+    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable, data_info)
     if resume:
         resume_run(run)
     dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))

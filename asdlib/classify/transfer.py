@@ -57,6 +57,6 @@ def finetune_classifier(
     for p in model.get_classifier().parameters():
         p.requires_grad_(True)
     return fit(features, labels, cfg, out_dir, eval_sets=eval_sets, class_names=names,
-               feature_config=meta.get("feature_config"), progress=progress, resume=resume,
+               feature_config=meta.get("feature_config"), data_info=meta.get("data"), progress=progress, resume=resume,
                model=model, trainable=lambda m: list(m.get_classifier().parameters()))
 

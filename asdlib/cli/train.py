@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"training {cfg.model} ({cfg.loss.kind}) on {len(y_train)} clips, {len(names)} IDs of {', '.join(types)}; "
           f"eval sets: {', '.join(f'{k} ({len(v.meta)})' for k, v in eval_sets.items()) or 'none'}")
     res = fit(x_train, y_train, cfg, args.out, eval_sets=eval_sets or None, class_names=names,
-              feature_config=store.config.to_dict(), progress=progress, resume=not args.no_resume)
+              feature_config=store.config.to_dict(), data_info=store.data_info, progress=progress,
+              resume=not args.no_resume)
 
     cals = calibrate_run(res, x_train, m_train, scorer=args.scorer, device=resolve_device(cfg.device))
     targets = {f"best_{k}": b.path for k, b in res.best.items()} | {"last": res.last_path}

@@ -79,6 +79,15 @@ class FeatureStore:
         self.features = np.memmap(self.path / FEATURES_FILE, dtype=np.float16, mode="r", shape=tuple(self.meta["shape"]))
 
     @property
+    def data_info(self) -> dict[str, Any]:
+        """What the features were computed from (synthetic or real, clip lengths per type, feature
+        version); stored in every checkpoint trained on them, read by ``asdlib score``."""
+        info = dict(self.meta.get("data") or {})
+        info.setdefault("feature_version", self.meta.get("feature_version"))
+        info["clip_length"] = self.meta.get("clip_length")
+        return info
+
+    @property
     def feature_version(self) -> int | None:
         """The :data:`~asdlib.features.logmel.FEATURE_VERSION` the features were computed with."""
         return self.meta.get("feature_version")
@@ -321,7 +330,7 @@ def build_feature_cache(
     t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-            _check_files(paths, cfg, pool, length_source)
+            lengths = _check_files(paths, cfg, pool, length_source)
             shape = (len(paths), cfg.n_mels, num_frames(cfg))
             mm = np.memmap(tmp / FEATURES_FILE, dtype=np.float16, mode="w+", shape=shape)
         compute_features(paths, cfg, mm, device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
@@ -332,6 +341,7 @@ def build_feature_cache(
         meta = _meta(key, cfg, shape, table, device, seconds)
         meta["clip_length"] = {"seconds": cfg.duration_s, "source": length_source,
                                "short_clips": cfg.short_clips}
+        meta["data"] = _data_record(index, table, lengths, cfg)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))  # last: marks the folder complete
         os.chmod(tmp / META_FILE, 0o644)  # mkstemp made it owner-only; caches may be shared
         if final.exists():
@@ -346,6 +356,27 @@ def build_feature_cache(
     store = load_feature_cache(final, _reused=False)
     store.index = _with_current_paths(store.index, index)
     return store
+
+
+def _data_record(index: pd.DataFrame, table: pd.DataFrame, lengths: list[int], cfg: FeatureConfig) -> dict:
+    """What the features were computed from, for whoever uses a model trained on them (``asdlib score``):
+    synthetic or real data, and the clips' own lengths (seconds, min and max) per machine type."""
+    from ..data.index import index_roots
+    from ..data.synth import read_manifest
+
+    manifests = [read_manifest(root) for root in index_roots(index)]
+    synth = [m for m in manifests if m is not None]
+    record: dict[str, Any] = {
+        "synthetic": bool(synth),
+        "synth_profile": sorted({str((m.get("profile") or {}).get("name")) for m in synth}) or None,
+        "feature_version": logmel.FEATURE_VERSION,
+    }
+    if "machine_type" in table.columns:
+        secs = pd.Series(np.asarray(lengths, dtype=np.float64) / cfg.sample_rate, index=table.index)
+        by_type = secs.groupby(table["machine_type"]).agg(["min", "max"])
+        record["clip_seconds"] = {str(t): [round(float(r["min"]), 4), round(float(r["max"]), 4)]
+                                  for t, r in by_type.iterrows()}
+    return record
 
 
 def _with_current_paths(stored: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:

@@ -115,7 +115,8 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
     meta = index.iloc[tr].reset_index(drop=True)
     result = fit(x, clip_classes(meta, names), cfg, study.work_dir / "models" / f"{name}-{key}",
                  eval_sets=_dev_eval_set(study, types, names), class_names=names,
-                 feature_config=study.features.config.to_dict(), progress=study.progress)
+                 feature_config=study.features.config.to_dict(), data_info=study.features.data_info,
+                 progress=study.progress)
     # decision thresholds beside each checkpoint, so that `asdlib score` can use it on new recordings
     calibrate_run(result, x, meta, device=study.device, skip_existing=True)
     return result
