@@ -125,19 +125,32 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
 
 
 def transfer_classifier(study, checkpoint: str | Path, machine_type: str,
-                        overrides: Mapping[str, Any] | None = None, seed: int | None = None) -> TrainResult:
-    """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
+                        overrides: Mapping[str, Any] | None = None, seed: int | None = None,
+                        parent_types: Sequence[str] = MACHINE_TYPES) -> TrainResult:
+    """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips.
+
+    The fine-tuning run holds out the integrated run's held-out clips of that type (the others
+    trained the backbone), so its label-free selection and its thresholds rest on clips no part
+    of the model was trained on; ``parent_types``: the types the integrated run trained on.
+    Every checkpoint of the run gets decision thresholds, as :func:`train_classifier`'s do.
+    """
+    from ..classify.transfer import inherited_val_index
+
     names = class_names([machine_type])
     seed = study.seed if seed is None else seed
     cfg = study.profile.finetune | dict(overrides or {}) | {"seed": seed, "device": study.device}
-    key = settings_key(str(checkpoint), cfg, study.features.key)
+    key = settings_key(str(checkpoint), cfg, study.features.key, "val: inherited")
     index = study.features.index
     tr = rows(index, [machine_type], "train")
     x = take(study.features.features, tr)
-    y = clip_classes(index.iloc[tr], names)
-    return finetune_classifier(checkpoint, x, y, names, study.work_dir / "models" / f"transfer_{machine_type}-{key}",
-                               cfg_overrides=cfg, eval_sets=_dev_eval_set(study, [machine_type], names),
-                               progress=study.progress)
+    meta = index.iloc[tr].reset_index(drop=True)
+    val = inherited_val_index(checkpoint, rows(index, parent_types, "train"), tr)
+    result = finetune_classifier(checkpoint, x, clip_classes(meta, names), names,
+                                 study.work_dir / "models" / f"transfer_{machine_type}-{key}", cfg_overrides=cfg,
+                                 eval_sets=_dev_eval_set(study, [machine_type], names), progress=study.progress,
+                                 val_index=val)
+    calibrate_run(result, x, meta, device=study.device, skip_existing=True)
+    return result
 
 
 @dataclass
