@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..core.machines import MACHINE_TYPES
@@ -125,7 +126,9 @@ def summarise(tidy: pd.DataFrame, experiment: str, selection: str | None = None)
     given = t[overall].rename(columns={"machine_type": "row"})[keys + ["value"]]
     computed = overall_means(per_type, by=("seed",))[keys + ["value"]]
     stated = set(zip(given["dataset"], given["metric"], given["seed"]))
-    computed = computed[[k not in stated for k in zip(computed["dataset"], computed["metric"], computed["seed"])]]
+    # a boolean *array* (an empty list would select no columns when nothing is left to compute)
+    computed = computed[np.array([k not in stated for k in zip(computed["dataset"], computed["metric"],
+                                                                computed["seed"])], dtype=bool)]
     computed = computed.sort_values(["dataset", "metric", "seed"], kind="stable")
     parts = [p for p in (types, given, computed) if len(p)]
     return pd.concat(parts, ignore_index=True)
