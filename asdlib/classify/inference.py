@@ -162,13 +162,12 @@ def fit_and_score(
     """Anomaly scores ``(N,)`` of ``clips`` (with their own ``classes``) under ``scorer``.
 
     Scorers that fit on embeddings are fitted on ``fit_clips``/``fit_classes`` (normal
-    training clips; default: ``clips`` themselves), which are embedded only for such scorers.
+    training clips, required for them: fitted on the scored clips themselves, a kNN scorer
+    would find each clip at distance 0 from itself), embedded only for such scorers.
     """
+    if scorer.needs_fit and fit_clips is None:
+        raise AsdlibError(f"scorer {scorer.name!r} fits on normal training clips: pass fit_clips (and fit_classes), "
+                          "clips other than the ones scored")
     out = embed(classifier, clips, amp=amp, progress=progress)
-    fit_emb = None
-    if scorer.needs_fit:
-        if fit_clips is None:
-            fit_emb, fit_classes = out.emb, classes
-        else:
-            fit_emb = embed(classifier, fit_clips, amp=amp).emb
+    fit_emb = embed(classifier, fit_clips, amp=amp).emb if scorer.needs_fit else None
     return score_outputs(scorer, out, classes, fit_emb, fit_classes)

@@ -145,6 +145,7 @@ class TrainRun:
     device: torch.device
     class_names: list[str]
     feature_config: dict | None
+    data_info: dict | None  # what the features come from (synthetic or real, clip lengths): FeatureStore.data_info
     labels: np.ndarray  # (N,) int64 class of every clip
     train_idx: np.ndarray  # rows trained on
     val_idx: np.ndarray  # rows held out for val_loss and threshold calibration
@@ -177,9 +178,11 @@ class TrainRun:
 
 def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_names: Sequence | None = None,
               feature_config: dict | None = None, model: nn.Module | None = None,
-              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None) -> TrainRun:
-    """Check the inputs, seed, split off the validation clips and build model, optimiser, schedule,
-    loss and generators (in this order: the model's initialisation draws on the seeded RNG)."""
+              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+              data_info: dict | None = None, val_index=None) -> TrainRun:
+    """Check the inputs, seed, split off the validation clips (``val_index`` if given, else a
+    stratified ``cfg.val_fraction``) and build model, optimiser, schedule, loss and generators
+    (in this order: the model's initialisation draws on the seeded RNG)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(resolve_device(cfg.device))
@@ -191,7 +194,13 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     class_names = normalise_class_names(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     if labels_np.min() < 0 or labels_np.max() >= num_classes:
         raise ConfigError(f"labels must lie in [0, {num_classes}); got {labels_np.min()}..{labels_np.max()}")
-    train_idx, val_idx = split_validation(labels_np, cfg.val_fraction, cfg.seed)
+    if val_index is None:
+        train_idx, val_idx = split_validation(labels_np, cfg.val_fraction, cfg.seed)
+    else:
+        val_idx = np.unique(np.asarray(val_index, dtype=np.int64).reshape(-1))
+        if len(val_idx) and (val_idx[0] < 0 or val_idx[-1] >= len(labels_np)):
+            raise ConfigError(f"val_index must lie in [0, {len(labels_np)}), got {val_idx[0]}..{val_idx[-1]}")
+        train_idx = np.setdiff1d(np.arange(len(labels_np)), val_idx)
     if len(train_idx) < 2:
         raise ConfigError(f"only {len(train_idx)} training clips after the validation split")
 
@@ -214,7 +223,7 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
     return TrainRun(cfg=cfg, out_dir=out_dir, device=device, class_names=class_names, feature_config=feature_config,
-                    labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
+                    data_info=data_info, labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
                     train_t=train_t, batch=bs, steps=steps, model=model, optimizer=optimizer, scheduler=scheduler,
                     loss_fn=loss_fn, gens={"loop": gen, "mixup": mix_gen}, scorer=make_scorer(cfg.eval_scorer),
                     use_amp=cfg.amp and device.type == "cuda", frozen_backbone=trainable is not None)
@@ -227,6 +236,10 @@ def resume_run(run: TrainRun) -> bool:
         return False
     state = load_checkpoint(run.last_path, map_location="cpu")  # load_state_dict moves to the device
     _check_resumable(state, run.cfg, run.last_path)
+    saved_val = state["val_index"].cpu().numpy() if "val_index" in state else None
+    if saved_val is not None and not np.array_equal(np.sort(saved_val), run.val_idx):
+        raise ConfigError(f"{run.last_path} was written with another validation split (held-out clips); "
+                          "use another out_dir or resume=False")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -278,7 +291,7 @@ def _snapshot(run: TrainRun, epoch: int) -> dict:
     return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.gens), "epoch": epoch,
             "config": run.cfg.to_dict(), "class_names": run.class_names, "feature_config": run.feature_config,
-            "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
+            "data": run.data_info or {}, "n_clips": int(len(run.labels)), "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
 
 
 def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
@@ -321,20 +334,27 @@ def fit(
     callback: Callable[[int, dict], None] | None = None,
     model: nn.Module | None = None,
     trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+    data_info: dict | None = None,
+    val_index=None,
 ) -> TrainResult:
     """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
 
     ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
     ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
     epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
-    pass a prepared model and the parameters to optimise (default: all).
+    pass a prepared model and the parameters to optimise (default: all). ``feature_config`` and
+    ``data_info`` (:attr:`asdlib.features.cache.FeatureStore.data_info`: synthetic or real data,
+    the clips' lengths) are stored in every checkpoint, for ``asdlib score``. ``val_index``: the
+    rows to hold out (positions in ``features``), instead of a fresh stratified split of
+    ``cfg.val_fraction``; transfer learning passes the integrated run's held-out clips.
 
     ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
     epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
     With pinned host features (a cache too large for the GPU) each batch is gathered on the
     host and copied; that path is correct but slower than the resident one.
     """
-    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable)
+    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable, data_info,
+                    val_index)
     if resume:
         resume_run(run)
     dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))

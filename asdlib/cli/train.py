@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--types", default=None, help="comma-separated machine types (default: all present)")
     p.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $ASDLIB_CACHE_DIR or ~/.cache/asdlib/features)")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="clip length in the cache (default: shortest clip)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="clip length in the cache (default: the dataset's known length, 10 s for the real data)")
+    p.add_argument("--pad", choices=("error", "wrap", "zeros"), default="error",
+                   help="what to do with clips shorter than the clip length (default: error)")
     p.add_argument("--scorer", default="softmax", help="scorer to calibrate thresholds for (default: softmax)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     index = index_dataset(args.root, machine_types=_split(args.types))
     types = [t for t in MACHINE_TYPES if t in set(index["machine_type"])]
     names = [f"{t}/{i}" for t, i in class_labels(types)]
-    store = build_feature_cache(index, FeatureConfig(duration_s=args.duration), cache_dir=args.cache_dir,
+    store = build_feature_cache(index, FeatureConfig(duration_s=args.duration, short_clips=args.pad), cache_dir=args.cache_dir,
                                 device=cfg.device, progress=progress)
     idx = store.index
     is_train = (idx["part"] == "train").to_numpy()
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"training {cfg.model} ({cfg.loss.kind}) on {len(y_train)} clips, {len(names)} IDs of {', '.join(types)}; "
           f"eval sets: {', '.join(f'{k} ({len(v.meta)})' for k, v in eval_sets.items()) or 'none'}")
     res = fit(x_train, y_train, cfg, args.out, eval_sets=eval_sets or None, class_names=names,
-              feature_config=store.config.to_dict(), progress=progress, resume=not args.no_resume)
+              feature_config=store.config.to_dict(), data_info=store.data_info, progress=progress,
+              resume=not args.no_resume)
 
     cals = calibrate_run(res, x_train, m_train, scorer=args.scorer, device=resolve_device(cfg.device))
     targets = {f"best_{k}": b.path for k, b in res.best.items()} | {"last": res.last_path}
