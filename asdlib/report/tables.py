@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..core.machines import MACHINE_TYPES
