@@ -169,3 +169,11 @@ def test_subset_profile_runs_the_notebooks_on_a_locally_served_subset(tmp_path):
     info = json.loads((res / "run_info.json").read_text())
     assert info["synthetic_data"] is False and "127.0.0.1" in info["data_source"]
     assert "real DCASE2020" in (res / "README.md").read_text()
+
+
+def test_library_digest_covers_every_subpackage():
+    """A change anywhere in asdlib (not only asdlib/study) re-runs the notebooks."""
+    from asdlib.study.pipeline import library_sources
+
+    names = {p.relative_to(ROOT / "asdlib").as_posix() for p in library_sources()}
+    assert {"classify/train.py", "report/metrics.py", "features/logmel.py", "study/pipeline.py"} <= names

@@ -29,7 +29,7 @@ class TrainConfig:
     cache stores one fixed-length clip per row; training and scoring then see exactly the
     same input and mixup already regularises. Set an int (e.g. 64) to train on random time
     crops (cheaper steps, time-shift augmentation); scoring then averages logits over
-    sliding windows (see :mod:`asdlib.classify.evaluate`).
+    sliding windows (see :mod:`asdlib.classify.inference`).
 
     ``val_fraction``: a stratified share of the normal *training* clips held out for the
     label-free ``val_loss`` selection criterion and for threshold calibration.
