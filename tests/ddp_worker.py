@@ -2,6 +2,8 @@
 
     python -m torch.distributed.run --nproc_per_node=2 tests/ddp_worker.py OUT_DIR CONFIG_JSON
 
+(the test starts the two ranks itself, with the environment torchrun would set).
+
 Trains :func:`asdlib.classify.train.fit` on the test's synthetic tone clips (the same data on
 every rank) with the settings in CONFIG_JSON on the gloo backend, twice in one process group:
 uninterrupted into OUT_DIR/full, and stopped at half the epochs then resumed into

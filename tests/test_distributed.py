@@ -67,10 +67,30 @@ def weights(path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_checkpoint(path)["model"].items() if v.is_floating_point()}
 
 
+def launch_ranks(args: list[str], cwd: Path, world: int = 2, timeout: int = TIMEOUT_S) -> None:
+    """Start ``world`` ranks directly, with the environment torchrun would give them (no launcher process)."""
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1",
+                            "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                            "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world)}
+        procs.append(subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"rank {rank} failed ({p.returncode}):\n{out[-6000:]}"
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    torchrun([str(REPO / "tests" / "ddp_worker.py"), str(out), json.dumps(CFG)], cwd=out)
+    launch_ranks([str(REPO / "tests" / "ddp_worker.py"), str(out), json.dumps(CFG)], cwd=out)
     return out
 
 
@@ -139,3 +159,27 @@ def test_odd_global_batch_is_refused(monkeypatch, tmp_path):
     x, y = tones()
     with pytest.raises(ConfigError, match="multiple of 3"):
         fit(x, y, TrainConfig.from_dict(CFG), tmp_path, progress=False)
+
+
+CLI_FLAGS = ["--device", "cpu", "--model", "resnet50", "--width", "0.0625", "--depths", "1,1,1,1",
+             "--embedding-dim", "16", "--batch-size", "4", "--val-fraction", "0.5", "--epochs", "2",
+             "--schedule-max-lr", "2e-4", "--schedule-T-up", "1", "--schedule-T-0", "2", "--schedule-T-mult", "1",
+             "--dropout", "0", "--no-amp", "--no-progress"]
+
+
+def test_asdlib_train_runs_as_is_under_torchrun(tiny_dataset, tmp_path, capsys):
+    """`torchrun --nproc_per_node=2 -m asdlib train ...`: rank 0 builds the cache, trains with rank 1,
+    alone writes and calibrates; the history is the single-process command's."""
+    from asdlib.cli.main import main
+
+    cache = tmp_path / "cache"
+    common = ["train", "--root", str(tiny_dataset), "--cache-dir", str(cache), *CLI_FLAGS]
+    r = torchrun(["-m", "asdlib", *common, "--out", str(tmp_path / "two")], cwd=tmp_path)
+    assert r.stdout.count("training resnet50") == 1 and "in 2 processes (global batch 4)" in r.stdout
+    assert len(list(cache.iterdir())) == 1  # one cache, built once
+    torch.set_num_threads(1)
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    one, two = pd.read_csv(tmp_path / "one" / "history.csv"), pd.read_csv(tmp_path / "two" / "history.csv")
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert any(p.name.endswith(".thresholds.json") for p in (tmp_path / "two").iterdir())

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..classify.checkpoint import class_name
-from ..classify.config import TrainConfig
+from ..classify.config import EXECUTION_SETTINGS, TrainConfig
 from ..classify.evaluate import EvalSet
 from ..classify.threshold import calibrate_run
 from ..classify.train import TrainResult, fit
@@ -105,7 +105,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
     """
     cfg = train_config(study, overrides, seed)
     names = class_names(types)
-    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
+    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_SETTINGS},
                        list(types), study.features.key)
     index = study.features.index
     tr = rows(index, types, "train")
