@@ -121,6 +121,14 @@ def _crop(xb: torch.Tensor, crop: int | None, off: torch.Tensor | None) -> torch
     return torch.gather(xb, 2, idx.expand(-1, xb.shape[1], -1))
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without a host wait: a copy from pageable memory makes
+    the host wait for the stream (every queued kernel) before it returns; a pinned one does not."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg: TrainConfig, num_classes: int,
                device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None,
                rows: slice = slice(None)):
@@ -142,7 +150,7 @@ def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg:
     target = y_all[idx[pos]].to(device, non_blocking=True)  # (b,)
     if cfg.mixup_alpha > 0:
         lam, perm = mixup_params(idx.shape[0], cfg.mixup_alpha, mix_gen)
-        partner = torch.from_numpy(perm).to(idx.device)[pos]  # (b,)
+        partner = _to_device(torch.from_numpy(perm), idx.device)[pos]  # (b,)
         t_a = torch.nn.functional.one_hot(target.long(), num_classes).to(xb.dtype)
         t_b = torch.nn.functional.one_hot(y_all[idx[partner]].to(device, non_blocking=True).long(),
                                           num_classes).to(xb.dtype)
