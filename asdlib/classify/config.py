@@ -12,6 +12,9 @@ from .losses import LossConfig, needs_cosine_head
 from .schedule import ScheduleConfig
 
 CRITERIA = ("dev_auc_pauc", "val_loss")
+# Settings that say how a run executes, not what it computes (up to float rounding): they are
+# left out of run keys, and a run may be resumed with other values.
+EXECUTION_SETTINGS = ("device", "log_every", "compile")
 
 
 @dataclass
@@ -33,6 +36,9 @@ class TrainConfig:
 
     ``val_fraction``: a stratified share of the normal *training* clips held out for the
     label-free ``val_loss`` selection criterion and for threshold calibration.
+
+    ``compile``: ``torch.compile`` the model the training steps call (evaluation runs the
+    plain model); an execution setting (:data:`EXECUTION_SETTINGS`), like ``device``.
     """
 
     model: str = field(default="iresnet50", metadata={"help": "backbone: resnet50 | iresnet50 | mobilenetv2"})
@@ -57,6 +63,8 @@ class TrainConfig:
     amp: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA"})
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on CUDA"})
     deterministic: bool = field(default=False, metadata={"help": "torch.use_deterministic_algorithms"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the training step's model (CUDA; the first steps pay the compilation)"})
     log_every: int = field(default=50, metadata={"help": "progress-bar update every N steps"})
 
     def __post_init__(self) -> None:

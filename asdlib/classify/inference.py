@@ -61,8 +61,9 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and embeddings ``(N, D)`` (float32) of ``features`` ``(N, n_mels, T)``.
 
-    ``features`` may be a NumPy array / memmap (float16 is fine) or a tensor; batches are
-    moved to ``device`` one at a time, so a cache larger than device memory works.
+    ``features`` may be a NumPy array / memmap (float16 is fine) or a tensor (already on
+    ``device``: nothing is copied); batches are moved to ``device`` one at a time, so a cache
+    larger than device memory works. The outputs stay on the device until the end.
     """
     model.eval()
     device = torch.device(device)
@@ -79,9 +80,10 @@ def extract(
         windows = windows.reshape(b * len(starts), 1, xb.shape[1], width)  # (B*W, 1, M, crop)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits, emb = model_outputs(model, windows)
-        all_logits.append(logits.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, C)
-        all_emb.append(emb.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, D)
-    return torch.cat(all_logits).numpy(), torch.cat(all_emb).numpy()
+        all_logits.append(logits.float().reshape(b, len(starts), -1).mean(1))  # (B, C), on the device
+        all_emb.append(emb.float().reshape(b, len(starts), -1).mean(1))  # (B, D)
+    # one copy to the host at the end: the batches above are queued without waiting for the device
+    return torch.cat(all_logits).cpu().numpy(), torch.cat(all_emb).cpu().numpy()
 
 
 @dataclass

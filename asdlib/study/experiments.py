@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..classify.checkpoint import class_name
-from ..classify.config import TrainConfig
+from ..classify.config import EXECUTION_SETTINGS, TrainConfig
 from ..classify.evaluate import EvalSet
 from ..classify.threshold import calibrate_run
 from ..classify.train import TrainResult, fit
@@ -107,7 +107,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
     """
     cfg = train_config(study, overrides, seed)
     names = class_names(types)
-    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
+    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_SETTINGS},
                        list(types), study.features.key)
     index = study.features.index
     tr = rows(index, types, "train")
@@ -260,6 +260,11 @@ def _with_seed(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame.assign(seed=int(seed))
 
 
+def run_folder(exp: Experiment, run_name: str) -> str:
+    """The folder name (before its settings key) of one run of a classifier experiment, e.g. ls0_integrated."""
+    return run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"
+
+
 def run_experiment(study, experiment: str | Experiment, save: bool = True) -> ExperimentResult:
     """Run (or reuse) a registered experiment (:mod:`asdlib.study.registry`) for every seed of the
     study, and save its scores (one file per selection rule, a ``seed`` column).
@@ -277,8 +282,7 @@ def run_experiment(study, experiment: str | Experiment, save: bool = True) -> Ex
     for seed in study.seeds:
         runs[seed] = {}
         for run_name, types in exp.groups.items():
-            folder = run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"  # e.g. ls0_integrated
-            r = train_classifier(study, folder, types, exp.overrides, seed)
+            r = train_classifier(study, run_folder(exp, run_name), types, exp.overrides, seed)
             t, s = evaluate_classifier(study, r, exp.name, types)
             runs[seed][run_name] = r
             tidy.append(_with_seed(t, seed))
