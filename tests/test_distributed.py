@@ -173,7 +173,7 @@ def test_asdlib_train_runs_as_is_under_torchrun(tiny_dataset, tmp_path, capsys):
     from asdlib.cli.main import main
 
     cache = tmp_path / "cache"
-    common = ["train", "--root", str(tiny_dataset), "--cache-dir", str(cache), *CLI_FLAGS]
+    common = ["train", "--root", str(tiny_dataset), "--cache-dir", str(cache), "--duration", "0.5", *CLI_FLAGS]
     r = torchrun(["-m", "asdlib", *common, "--out", str(tmp_path / "two")], cwd=tmp_path)
     assert r.stdout.count("training resnet50") == 1 and "in 2 processes (global batch 4)" in r.stdout
     assert len(list(cache.iterdir())) == 1  # one cache, built once

@@ -111,6 +111,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CacheError(f"checkpoint {path} does not match the model its config describes: {e}") from e
+    if cfg.input_norm == "per_mel" and not getattr(getattr(model, "input_norm", None), "per_mel", False):
+        raise CacheError(f"checkpoint {path} was trained with input_norm='per_mel' but holds no per-mel statistics")
     model.to(device).eval()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "rng")}
     meta["class_names"] = class_names

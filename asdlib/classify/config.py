@@ -15,6 +15,8 @@ CRITERIA = ("dev_auc_pauc", "val_loss")
 # Settings that say how a run executes, not what it computes (up to float rounding): they are
 # left out of run keys, and a run may be resumed with other values.
 EXECUTION_SETTINGS = ("device", "log_every", "compile")
+SAMPLINGS = ("shuffle", "balanced")
+INPUT_NORMS = ("global", "per_mel")
 
 
 @dataclass
@@ -39,6 +41,16 @@ class TrainConfig:
 
     ``compile``: ``torch.compile`` the model the training steps call (evaluation runs the
     plain model); an execution setting (:data:`EXECUTION_SETTINGS`), like ``device``.
+    ``sampling``: ``"shuffle"`` (the study's: every training clip once per epoch) or
+    ``"balanced"`` (each epoch draws as many clips, with replacement, every ID equally likely:
+    an ID with 21 clips is seen as often as one with 210; see
+    :func:`asdlib.classify.train.balanced_epoch_indices`).
+
+    ``input_norm``: ``"global"`` (the study's: the model's input BatchNorm, one mean and variance
+    over all mel bins, see :class:`asdlib.models.heads.InputNorm`) or ``"per_mel"`` (each mel bin
+    first standardised by its mean and standard deviation over the training clips; the
+    statistics are buffers of the model, so checkpoints, ``asdlib score`` and every inference
+    path apply them).
     """
 
     model: str = field(default="iresnet50", metadata={"help": "backbone: resnet50 | iresnet50 | mobilenetv2"})
@@ -56,6 +68,10 @@ class TrainConfig:
     crop_frames: int | None = field(default=None, metadata={
         "help": "train on random crops of N frames and score with sliding windows (none: whole clips)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of normal training clips held out"})
+    sampling: str = field(default="shuffle", metadata={
+        "help": "shuffle (each training clip once per epoch) | balanced (as many draws with replacement, IDs equally likely)"})
+    input_norm: str = field(default="global", metadata={
+        "help": "global (input BatchNorm only) | per_mel (standardise each mel bin by training-clip statistics first)"})
     select: tuple[str, ...] = field(default=CRITERIA, metadata={"help": "checkpoint selection criteria"})
     eval_scorer: str = field(default="softmax", metadata={"help": "scorer of the training-time evaluation"})
     seed: int = 0
@@ -78,6 +94,10 @@ class TrainConfig:
             raise ConfigError("batch_size must be >= 2 (batch norm needs two clips)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
 
     def to_dict(self) -> dict:
         """Nested plain dict, as saved in checkpoints and hashed into run keys."""

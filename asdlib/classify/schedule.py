@@ -29,16 +29,23 @@ differs from the intent in three ways:
    minimum inside a cycle.
 
 Here there is one closed form, :func:`lr_at`, and the scheduler class only evaluates it.
+
+``cycle="one"`` makes the whole run one cycle (warm-up, then one half cosine to ``min_lr``
+at the last epoch), whatever the run's length: ``T_0`` and ``T_mult`` are then ignored and
+:func:`for_run` turns the config into the equivalent ``T_0 = epochs, T_mult = 1``. A setting
+that names the shape, not the length, so one registry line works for every profile.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..core.errors import ConfigError
+
+CYCLES = ("restarts", "one")
 
 
 @dataclass
@@ -49,11 +56,15 @@ class ScheduleConfig:
     T_mult: float = field(default=2.0, metadata={"help": "cycle length multiplier"})
     min_lr: float = 0.0
     gamma: float = field(default=1.0, metadata={"help": "max_lr decay per cycle"})
+    cycle: str = field(default="restarts", metadata={
+        "help": "restarts (cycles of T_0 * T_mult**i epochs) | one (one warm-up + cosine cycle over the whole run)"})
 
     def __post_init__(self) -> None:
+        if self.cycle not in CYCLES:
+            raise ConfigError(f"schedule cycle must be one of {CYCLES}, got {self.cycle!r}")
         if self.T_0 <= 0 or self.T_mult < 1:
             raise ConfigError(f"need T_0 > 0 and T_mult >= 1, got {self.T_0}, {self.T_mult}")
-        if not 0 <= self.T_up < self.T_0:
+        if self.T_up < 0 or (self.cycle == "restarts" and self.T_up >= self.T_0):
             raise ConfigError(f"need 0 <= T_up < T_0, got T_up={self.T_up}, T_0={self.T_0}")
         if not 0 <= self.min_lr <= self.max_lr:
             raise ConfigError(f"need 0 <= min_lr <= max_lr, got {self.min_lr}, {self.max_lr}")
@@ -61,10 +72,27 @@ class ScheduleConfig:
             raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
 
 
+def for_run(cfg: ScheduleConfig, epochs: float) -> ScheduleConfig:
+    """The schedule of a run of ``epochs`` epochs: ``cfg`` itself for restarts; for ``cycle="one"``
+    the equivalent restarts config with one cycle as long as the run (``T_0 = epochs, T_mult = 1``)."""
+    if cfg.cycle == "restarts":
+        return cfg
+    if not 0 <= cfg.T_up < epochs:
+        raise ConfigError(f"one-cycle schedule: need 0 <= T_up < epochs, got T_up={cfg.T_up}, epochs={epochs}")
+    return replace(cfg, T_0=float(epochs), T_mult=1.0, cycle="restarts")
+
+
+def _restarts(cfg: ScheduleConfig) -> ScheduleConfig:
+    if cfg.cycle != "restarts":
+        raise ConfigError("a one-cycle schedule depends on the run's length: resolve it with for_run(cfg, epochs)")
+    return cfg
+
+
 def cycle_of(epoch: float, cfg: ScheduleConfig) -> tuple[int, float, float]:
     """(cycle index i, cycle start S_i, cycle length T_i) of a (fractional) epoch."""
     if epoch < 0:
         raise ConfigError(f"epoch must be >= 0, got {epoch}")
+    cfg = _restarts(cfg)
     i, start, length = 0, 0.0, float(cfg.T_0)
     # A loop, not a logarithm: exact at boundaries (10.0 is the start of cycle 1).
     while epoch >= start + length:
@@ -87,6 +115,7 @@ def lr_at(epoch: float, cfg: ScheduleConfig) -> float:
 
 def cycle_ends(cfg: ScheduleConfig, up_to: float) -> list[float]:
     """Epochs at which cycles end, up to and including ``up_to`` (10, 30, 70, 150, ...)."""
+    cfg = _restarts(cfg)
     ends, end, length = [], float(cfg.T_0), float(cfg.T_0)
     while end <= up_to + 1e-9:
         ends.append(end)
@@ -100,13 +129,15 @@ class WarmupCosineRestarts(LRScheduler):
 
     A group may carry ``lr_scale`` (default 1) to get a fixed fraction of the schedule.
     Resumable: ``state_dict``/``load_state_dict`` hold the step count and the config.
-    Call ``scheduler.step()`` after every ``optimizer.step()``.
+    Call ``scheduler.step()`` after every ``optimizer.step()``. A one-cycle config needs the
+    run's ``epochs`` (see :func:`for_run`).
     """
 
-    def __init__(self, optimizer: Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, last_epoch: int = -1,
+                 epochs: float | None = None) -> None:
         if steps_per_epoch < 1:
             raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-        self.cfg = cfg
+        self.cfg = _restarts(for_run(cfg, epochs) if epochs is not None else cfg)
         self.steps_per_epoch = int(steps_per_epoch)
         super().__init__(optimizer, last_epoch)
 
@@ -143,6 +174,8 @@ def plot_schedule(cfg: ScheduleConfig, epochs: float, ax=None, steps_per_epoch: 
     """Plot lr against epoch, with dashed lines at cycle ends and dots at warm-up ends."""
     import matplotlib.pyplot as plt
 
+    one_cycle = cfg.cycle == "one"
+    cfg = for_run(cfg, epochs)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
     n = int(round(epochs * steps_per_epoch))
@@ -157,6 +190,7 @@ def plot_schedule(cfg: ScheduleConfig, epochs: float, ax=None, steps_per_epoch: 
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
     ax.set_title(
+        f"warm-up {cfg.T_up:g} + one cosine cycle over the run's {cfg.T_0:g} epochs" if one_cycle else
         f"warm-up {cfg.T_up:g} + cosine restarts (T_0={cfg.T_0:g}, T_mult={cfg.T_mult:g}); "
         f"cycle ends: {', '.join(f'{e:g}' for e in ends)}"
     )

@@ -11,6 +11,12 @@ Why the loop looks the way it does:
   bit-identical to an uninterrupted one on CPU.
 - Steps per epoch = floor(train clips / batch): the ragged last batch is dropped (a batch
   of one would break batch norm, and a fixed count keeps the per-step schedule exact).
+  ``sampling="balanced"`` draws the same number of clips per epoch, with replacement and
+  every ID equally likely (:func:`epoch_order`).
+- ``input_norm="per_mel"``: the mean and standard deviation of each mel bin over the clips
+  trained on (:func:`per_mel_stats`, never the validation or test clips) become buffers of the
+  model's input layer before the first step (:func:`prepare_input_norm`), so training,
+  evaluation, checkpoints and ``asdlib score`` all apply the same transform.
 - On CUDA the whole feature array sits on the GPU when it fits (a 41-ID DCASE cache in
   float16 is ~1.8 GB); batches are then gathered by index on the device and the step loop
   never waits for the host: the loss is accumulated on the device and read once per epoch
@@ -260,6 +266,7 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     if dist_.active:  # before the optimiser: the converted layers keep the same parameter tensors
         model = distributed.convert_batchnorm(model, device)
     model.to(device)
+    prepare_input_norm(model, cfg, x_all, train_t)
     if cfg.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     params = trainable(model) if trainable is not None else list(model.parameters())
@@ -267,7 +274,7 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     if cfg.compile:
         net = torch.compile(net)
     optimizer = torch.optim.Adam(params, lr=cfg.schedule.max_lr, weight_decay=cfg.weight_decay)
-    scheduler = WarmupCosineRestarts(optimizer, cfg.schedule, steps_per_epoch=steps)
+    scheduler = WarmupCosineRestarts(optimizer, cfg.schedule, steps_per_epoch=steps, epochs=cfg.epochs)
     loss_fn = build_loss(cfg.loss)
     # shuffling and crops draw on the device holding the data; mixup draws its lambda and
     # partners on the host (NumPy Beta), so it gets a CPU generator: no device sync per step.
@@ -315,7 +322,7 @@ def run_steps(run: TrainRun, epoch: int, progress: bool = False) -> torch.Tensor
         _freeze_hook(run.model)
     if run.dist.active:  # dropout masks: per rank, and a function of the epoch (exact resume)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + run.dist.rank)
-    perm = run.train_t[torch.randperm(len(run.train_idx), generator=gen, device=gen.device).to(run.x_all.device)]
+    perm = epoch_order(run, gen)  # (>= steps * batch,) rows of x_all
     rows = run.dist.shard(run.batch)
     step_losses = torch.zeros(run.steps, device=run.device)
     bar = tqdm(range(run.steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
@@ -477,10 +484,12 @@ def fit(
 
 
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
-    """Resuming is only sound with the same settings; ``epochs`` may grow (the schedule ignores it)."""
+    """Resuming is only sound with the same settings; ``epochs`` may grow under a restarts schedule
+    (which ignores it), not under a one-cycle schedule (whose length it is)."""
     saved = flatten(TrainConfig.from_dict(state["config"]))
     now = flatten(cfg)
-    diff = [k for k in now if k not in ("epochs", *EXECUTION_SETTINGS) and saved.get(k) != now[k]]
+    free = EXECUTION_SETTINGS + (("epochs",) if cfg.schedule.cycle == "restarts" else ())
+    diff = [k for k in now if k not in free and saved.get(k) != now[k]]
     if diff:
         raise ConfigError(f"{path} was written with other settings ({', '.join(diff)}); "
                           "use another out_dir or resume=False")
@@ -491,3 +500,60 @@ def _freeze_hook(model: nn.Module) -> None:
     statistics and the frozen embedding head's dropout is off, so the backbone is a fixed map."""
     model.eval()
     model.get_classifier().train()
+
+
+# ---------------------------------------------------------------- sampling and input normalisation
+
+def balanced_epoch_indices(labels: np.ndarray, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` positions into ``labels`` drawn with replacement, every class equally likely (each
+    clip with probability ``1 / (n_classes * n_clips_of_its_class)``): a class with 21 clips is
+    seen as often as one with 210, so the classifier cannot do well by neglecting it. Drawn
+    from ``gen`` on its device (deterministic under its seed)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels)
+    w = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64, device=gen.device)  # (N,)
+    return torch.multinomial(w, n, replacement=True, generator=gen)
+
+
+def epoch_order(run: TrainRun, gen: torch.Generator) -> torch.Tensor:
+    """The rows of ``run.x_all`` one epoch trains on, in order (the first ``steps * batch`` are
+    used): a permutation of the training clips (``sampling="shuffle"``) or ``steps * batch``
+    class-balanced draws with replacement (``"balanced"``)."""
+    if run.cfg.sampling == "balanced":
+        pos = balanced_epoch_indices(run.labels[run.train_idx], run.steps * run.batch, gen)
+    else:
+        pos = torch.randperm(len(run.train_idx), generator=gen, device=gen.device)
+    return run.train_t[pos.to(run.x_all.device)]
+
+
+@torch.no_grad()
+def per_mel_stats(features, rows=None, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation ``(M,)`` of each mel bin over all frames of clips ``rows`` of
+    ``features`` ``(N, M, T)`` (array or tensor; default all rows), in float64, chunk by chunk
+    (two passes: the mean, then the squared deviations); the std is floored at 1e-5."""
+    x = features if torch.is_tensor(features) else torch.from_numpy(np.asarray(features))
+    idx = torch.arange(len(x)) if rows is None else torch.as_tensor(rows).reshape(-1)
+    idx = idx.to(x.device)
+    if len(idx) == 0:
+        raise ConfigError("per-mel statistics need at least one clip")
+    n = len(idx) * x.shape[-1]
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for i in range(0, len(idx), chunk):
+        total += x[idx[i:i + chunk]].double().sum((0, 2))
+    mean = total / n
+    sq = torch.zeros_like(total)
+    for i in range(0, len(idx), chunk):
+        sq += ((x[idx[i:i + chunk]].double() - mean[:, None]) ** 2).sum((0, 2))
+    return mean.float().cpu(), (sq / n).sqrt().clamp_min(1e-5).float().cpu()
+
+
+def prepare_input_norm(model: nn.Module, cfg: TrainConfig, x_all: torch.Tensor, train_rows: torch.Tensor) -> None:
+    """``input_norm="per_mel"``: give the model's input layer the per-mel statistics of the clips
+    trained on, unless it has some (a pre-trained backbone keeps the statistics it learnt with)."""
+    if cfg.input_norm != "per_mel":
+        return
+    norm = getattr(model, "input_norm", None)
+    if norm is None or not hasattr(norm, "set_mel_stats"):
+        raise ConfigError(f"input_norm='per_mel' needs a model with an InputNorm layer; {type(model).__name__} has none")
+    if not norm.per_mel:
+        norm.set_mel_stats(*per_mel_stats(x_all, train_rows))

@@ -28,7 +28,8 @@ HEADS = ("linear", "cosine")
 
 
 class InputNorm(nn.Module):
-    """Standardise log-mel input with one BatchNorm over the (single) input channel.
+    """Standardise log-mel input with one BatchNorm over the (single) input channel, optionally
+    after a fixed per-mel-bin standardisation.
 
     Log-mel values are in dB, roughly -100..+40, so something must bring them to unit
     scale before the first convolution. Choices considered:
@@ -40,14 +41,54 @@ class InputNorm(nn.Module):
     * **one BatchNorm2d over the input channel** (chosen): a dataset-wide running mean and
       variance, so relative loudness between clips and between mel bins survives, and
       any ``n_mels`` and any number of frames work.
+
+    Per-mel statistics (``TrainConfig.input_norm="per_mel"``): :meth:`set_mel_stats` stores a
+    mean and standard deviation per mel bin (of the normal training clips) as buffers, and
+    :meth:`forward` then computes ``bn((x - mean) / std)``: quiet high bands get the scale of loud
+    low ones, while each clip's loudness relative to the training clips survives. The buffers
+    are absent until set (a model without them is unchanged, its ``state_dict`` too), and a
+    state dict that holds them brings them along on ``load_state_dict``, so a checkpoint
+    restores them with the weights.
     """
+
+    _MEL_BUFFERS = ("mel_mean", "mel_std")
 
     def __init__(self, in_chans: int = 1) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_chans)
+        self.register_buffer("mel_mean", None)  # (M,) once set
+        self.register_buffer("mel_std", None)  # (M,) once set
+
+    @property
+    def per_mel(self) -> bool:
+        """Whether per-mel statistics are set."""
+        return self.mel_mean is not None
+
+    def set_mel_stats(self, mean, std) -> None:
+        """Store the per-mel-bin mean and standard deviation ``(M,)`` (any array-like)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != std.shape or not bool((std > 0).all()) or not bool(torch.isfinite(mean).all()):
+            raise ConfigError(f"per-mel statistics need equal shapes, finite means and std > 0; got {tuple(mean.shape)}, "
+                              f"{tuple(std.shape)}")
+        device = self.bn.running_mean.device
+        self.mel_mean, self.mel_std = mean.to(device), std.to(device)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, M, T) -> (B, C, M, T)
+        if self.mel_mean is not None:
+            if x.shape[-2] != self.mel_mean.shape[0]:
+                raise ConfigError(f"this model standardises {self.mel_mean.shape[0]} mel bins; the input has {x.shape[-2]}")
+            x = (x - self.mel_mean[:, None]) / self.mel_std[:, None]
         return self.bn(x)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        for name in self._MEL_BUFFERS:  # make room for statistics the state dict brings
+            key = prefix + name
+            if key in state_dict and getattr(self, name) is None:
+                setattr(self, name, torch.empty_like(state_dict[key], device=self.bn.running_mean.device))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
 
 class LinearHead(nn.Module):

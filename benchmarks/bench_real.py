@@ -1,0 +1,419 @@
+"""asdlib's methods on real ToyCar log-mel features: the study's recipe, the improved recipe, the
+DCASE2020 baseline autoencoder and the WaveNet, over several seeds.
+
+Data: any ``.npz`` with the fields of ``../shared/data/toycar-real/toycar_dev.npz`` (its
+README): ``X`` (N, frames, mels) log-mel in dB, ``label`` (0 normal, 1 anomaly),
+``machine_id`` (int), ``part`` ("train": normal clips to train on, "test"). Default: that file
+beside the repository (``$ASDLIB_SHARED/data/toycar-real/toycar_dev.npz`` when ``ASDLIB_SHARED``
+is set). The features are the MLPerf Tiny benchmark's (200 frames x 128 mels per clip), not
+asdlib's own log-mel: every method trains and tests on them alike.
+
+Methods (every one through the library's own code paths, so this measures what the notebooks
+run: :func:`asdlib.classify.train.fit`, a checkpoint loaded by
+:class:`asdlib.classify.inference.Classifier` as ``asdlib score`` does, the scorers of
+:mod:`asdlib.classify.scorers`, :mod:`asdlib.recon`):
+
+- ``study``: the study's recipe at CPU size: IR-ResNet50 at 1/8 width, one block per stage,
+  256-d embedding, ArcFace s=30 m=0.05, label smoothing 0.05, mixup (alpha 1), whole clips,
+  batch 64, Adam max_lr 2e-4, warm-up + cosine restarts of the study's shape (T_up 2, T_0 10,
+  T_mult 2: cycles end at epochs 10 and 30), 30 epochs;
+- ``improved``: the same network with the registry's ``improved`` recipe
+  (:data:`asdlib.study.registry.IMPROVED_RECIPE`: ArcFace margin 0.5, random 64-frame crops
+  and sliding windows at test, class-balanced sampling, per-mel input standardisation, one
+  warm-up + cosine cycle at max_lr 1e-3), warm-up 6 epochs, 120 epochs;
+- ``autoencoder``: the DCASE2020 baseline autoencoder as published (5-frame vectors, 100
+  epochs, batch 512), **one model per machine type** (all four ToyCar IDs), as the baseline
+  and the study's notebook 08 train it; score: mean squared reconstruction error;
+- ``wavenet``: asdlib's WaveNet next-frame predictor (default size, 30 epochs), one model per
+  machine type, not conditioned on the ID (as notebook 08); score: mean squared prediction error.
+
+Classifiers are scored with ``softmax`` (1 - p(own ID), the study's), ``neglogp``
+(-log p(own ID): the same ranking within an ID, so the same AUC), ``knn`` and
+``mahalanobis`` (on embeddings, fitted on the normal training clips). All at the final epoch,
+trained on all training clips (no validation split): no test label is used.
+
+Outputs in ``--out`` (default ``results/real_toycar/``): ``tidy.csv`` (one row per method,
+scorer, seed, ID and metric), ``scores.csv`` (per clip), ``table.md`` / ``table.csv``
+(per-ID mean over seeds, mean over IDs with the standard deviation over seeds), ``per_id.png``
+(per-ID bars with the seed spread), ``provenance.json`` (settings, versions, device, git).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_real.py --seeds 3          # minutes on 2 CPU cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_real.py --tiny --seeds 1   # seconds: the code path only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ("X", "label", "machine_id", "part")
+MACHINE_TYPE = "ToyCar"
+CLASSIFIER_SCORERS = ("softmax", "neglogp", "knn", "mahalanobis")
+PRIMARY = {"study": "softmax", "improved": "neglogp", "autoencoder": "mse", "wavenet": "mse"}
+LABELS = {"study": "study's recipe (E2 at CPU size)", "improved": "improved recipe (asdlib)",
+          "autoencoder": "DCASE2020 baseline autoencoder (one per type)",
+          "wavenet": "WaveNet (one per type)"}
+METHODS = tuple(PRIMARY)
+EPOCHS = {"study": 30, "improved": 120, "autoencoder": 100, "wavenet": 30}
+COST = {"improved": 3.0, "study": 1.5, "autoencoder": 1.0, "wavenet": 1.0}  # rough relative time per run (scheduling)
+# The network both classifier recipes train, at CPU size (the study's IR-ResNet50, 1/8 width, one block per stage).
+SIZE = {"model": "iresnet50", "width": 0.125, "depths": (1, 1, 1, 1), "embedding_dim": 256, "batch_size": 64,
+        "val_fraction": 0.0, "device": "cpu", "amp": False}
+
+
+class DataError(Exception):
+    """The features file is absent or lacks what the benchmark needs (the message names the fix)."""
+
+
+def default_data() -> Path:
+    shared = Path(os.environ["ASDLIB_SHARED"]) if os.environ.get("ASDLIB_SHARED") else ROOT.parent / "shared"
+    return shared / "data" / "toycar-real" / "toycar_dev.npz"
+
+
+def load_features(path: str | os.PathLike) -> dict:
+    """``{"X": (N, mels, frames) float32, "label", "machine_id" ("01".. strings), "part"}`` from an
+    npz with the fields of toycar_dev.npz; :class:`DataError` naming the path and the fix otherwise."""
+    path = Path(path)
+    fix = ("give --data a .npz with fields X (N, frames, mels) log-mel dB, label (0/1), machine_id (int) and "
+           "part ('train'/'test'), e.g. ../shared/data/toycar-real/toycar_dev.npz (see its README.md)")
+    if not path.is_file():
+        raise DataError(f"features file not found: {path}; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [f for f in FIELDS if f not in d.files]
+            if missing:
+                raise DataError(f"{path} lacks field(s) {', '.join(missing)}; {fix}")
+            x, label, mid, part = (d[f] for f in FIELDS)
+            names = d["names"].astype(str) if "names" in d.files else np.array([f"clip_{i:04d}" for i in range(len(x))])
+    except DataError:
+        raise
+    except Exception as e:  # not an npz, truncated, pickled objects
+        raise DataError(f"{path} cannot be read as an npz ({type(e).__name__}: {e}); {fix}") from None
+    n = len(x)
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating) or n == 0:
+        raise DataError(f"{path}: X must be a non-empty float array (N, frames, mels), got {x.dtype} {x.shape}; {fix}")
+    if not (len(label) == len(mid) == len(part) == n):
+        raise DataError(f"{path}: X has {n} clips but label/machine_id/part have {len(label)}/{len(mid)}/{len(part)}; {fix}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: X holds non-finite values; {fix}")
+    part = part.astype(str)
+    label = label.astype(np.int64)
+    if not set(np.unique(part)) <= {"train", "test"} or not set(np.unique(label)) <= {0, 1}:
+        raise DataError(f"{path}: part must be 'train'/'test' and label 0/1, got {sorted(set(part))} / "
+                        f"{sorted(set(label.tolist()))}; {fix}")
+    if (label[part == "train"] != 0).any():
+        raise DataError(f"{path}: {int((label[part == 'train'] != 0).sum())} anomalous clips in part 'train'; "
+                        f"training clips must be normal; {fix}")
+    mids = np.array([f"{int(m):02d}" for m in mid])
+    for m in np.unique(mids):
+        tr = (part == "train") & (mids == m)
+        te = label[(part == "test") & (mids == m)]
+        if tr.sum() == 0 or len(np.unique(te)) < 2:
+            raise DataError(f"{path}: ID {m} needs normal training clips and both normal and anomalous test clips; {fix}")
+    if len(names) != n:
+        names = np.array([f"clip_{i:04d}" for i in range(n)])
+    return {"X": np.ascontiguousarray(x.transpose(0, 2, 1), dtype=np.float32), "label": label,
+            "machine_id": mids, "part": part, "names": names, "path": str(path)}
+
+
+def subset(data: dict, per_group: int | None) -> dict:
+    """The first ``per_group`` clips of each (part, ID, label) group (all when None)."""
+    if per_group is None:
+        return data
+    keys = pd.DataFrame({"p": data["part"], "m": data["machine_id"], "l": data["label"]})
+    keep = np.sort(keys.groupby(["p", "m", "l"]).head(per_group).index.to_numpy())
+    return {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+
+
+def describe(data: dict) -> dict:
+    tr, te = data["part"] == "train", data["part"] == "test"
+    return {"n_train": int(tr.sum()), "n_test": int(te.sum()), "n_test_anomaly": int(data["label"][te].sum()),
+            "ids": sorted(set(data["machine_id"])), "n_mels": int(data["X"].shape[1]), "n_frames": int(data["X"].shape[2])}
+
+
+def caption(data: dict) -> str:
+    d = describe(data)
+    return (f"real ToyCar log-mel features (MLPerf Tiny / DCASE2020 dev, developers' half: {d['n_train']} train clips, "
+            f"{d['n_test']} test clips)")
+
+
+def scaled_epochs(method: str, scale: float) -> int:
+    return max(1, int(round(EPOCHS[method] * scale)))
+
+
+def classifier_overrides(method: str, epochs: int) -> dict:
+    """The TrainConfig overrides of a classifier method at ``epochs`` epochs (schedule scaled with them)."""
+    from asdlib.study.registry import IMPROVED_RECIPE
+
+    if method == "study":  # the study's shape: T_up 2, T_0 10, T_mult 2 over 30 epochs (cycles end at 10, 30)
+        return SIZE | {"epochs": epochs, "schedule.T_up": 2 * epochs / 30, "schedule.T_0": 10 * epochs / 30,
+                       "schedule.T_mult": 2}
+    if method == "improved":  # the registry's recipe; warm-up 1/20 of the run (6 of 120 epochs)
+        return SIZE | dict(IMPROVED_RECIPE) | {"epochs": epochs, "schedule.T_up": epochs / 20}
+    raise ValueError(method)
+
+
+def _per_id(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    from asdlib.report.metrics import evaluate
+
+    return evaluate(meta.assign(score=np.asarray(scores, dtype=np.float64)))
+
+
+def run_task(task: dict) -> dict:
+    """Train one method for one seed and score the test clips; runs in a worker process."""
+    import torch
+
+    torch.set_num_threads(1)
+    data = subset(load_features(task["data"]), task["per_group"])
+    method, seed, epochs = task["method"], task["seed"], task["epochs"]
+    x, part, mids = data["X"], data["part"], data["machine_id"]
+    ids = sorted(set(mids))
+    tr, te = np.flatnonzero(part == "train"), np.flatnonzero(part == "test")
+    meta = pd.DataFrame({"dataset": "dev", "machine_type": MACHINE_TYPE, "machine_id": mids[te],
+                         "label": data["label"][te], "file": data["names"][te]})
+    scores: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"bench_real_{method}_{seed}_") as work:
+        if method in ("study", "improved"):
+            from asdlib.classify.config import TrainConfig
+            from asdlib.classify.inference import Classifier, embed, score_outputs
+            from asdlib.classify.scorers import make_scorer
+            from asdlib.classify.train import fit
+
+            cfg = TrainConfig().replace(classifier_overrides(method, epochs) | {"seed": seed})
+            cls = np.array([ids.index(m) for m in mids])
+            res = fit(x[tr], cls[tr], cfg, work, class_names=[(MACHINE_TYPE, m) for m in ids], progress=False,
+                      resume=False)
+            t_train = time.perf_counter() - t0
+            clf = Classifier.load(res.last_path)  # the saved model, as `asdlib score` loads it
+            out_tr, out_te = embed(clf, x[tr]), embed(clf, x[te])
+            for name in CLASSIFIER_SCORERS:
+                scores[name] = score_outputs(make_scorer(name), out_te, cls[te], out_tr.emb, cls[tr])
+            config = cfg.to_dict()
+        else:
+            from asdlib.recon import (
+                ReconConfig,
+                WaveNetConfig,
+                fit_autoencoder,
+                fit_wavenet,
+                score_autoencoder,
+                score_wavenet,
+            )
+
+            if method == "autoencoder":
+                rcfg = ReconConfig(epochs=epochs, seed=seed, device="cpu")
+                model, _ = fit_autoencoder(x, tr, rcfg, progress=False)
+                t_train = time.perf_counter() - t0
+                scores["mse"] = score_autoencoder(model, x, te, device="cpu")
+                config = {"recon": vars(rcfg), "model": vars(model.cfg)}
+            else:
+                rcfg = ReconConfig.wavenet_defaults(epochs=epochs, seed=seed, device="cpu")
+                model, _ = fit_wavenet(x, tr, rcfg, WaveNetConfig(n_mels=x.shape[1]), progress=False)
+                t_train = time.perf_counter() - t0
+                scores["mse"] = score_wavenet(model, x, te, device="cpu")
+                config = {"recon": vars(rcfg), "model": vars(model.cfg)}
+    tidy, per_clip = [], []
+    for scorer, s in scores.items():
+        per = _per_id(meta, s)
+        tidy.append(per.assign(method=method, scorer=scorer, seed=seed))
+        per_clip.append(meta.assign(method=method, scorer=scorer, seed=seed, score=np.asarray(s, dtype=np.float64)))
+    return {"method": method, "seed": seed, "epochs": epochs, "train_s": t_train,
+            "total_s": time.perf_counter() - t0, "config": config,
+            "tidy": pd.concat(tidy, ignore_index=True), "scores": pd.concat(per_clip, ignore_index=True)}
+
+
+# ---------------------------------------------------------------- tables and figure
+
+TIDY_COLUMNS = ["method", "scorer", "seed", "machine_type", "machine_id", "metric", "value", "n_normal", "n_anomaly"]
+
+
+def summary_table(tidy: pd.DataFrame, seconds: pd.DataFrame) -> pd.DataFrame:
+    """One row per method and scorer: per ID and metric the mean and sd over seeds (percent), the
+    mean over IDs (mean and sd over seeds of each seed's mean over IDs), seeds and seconds per seed."""
+    rows = []
+    order = {m: k for k, m in enumerate(METHODS)}
+    for (method, scorer), g in sorted(tidy.groupby(["method", "scorer"]), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        r = {"method": method, "scorer": scorer, "label": LABELS.get(method, method), "seeds": g["seed"].nunique()}
+        for metric in ("AUC", "pAUC"):
+            gm = g[g["metric"] == metric]
+            by_id = gm.groupby("machine_id")["value"]
+            for mid, mean in by_id.mean().items():
+                r[f"ID{mid} {metric}"] = 100 * mean
+                r[f"ID{mid} {metric} sd"] = 100 * by_id.std(ddof=1).get(mid, np.nan)
+            per_seed = gm.groupby("seed")["value"].mean()  # the mean over IDs of each seed
+            r[f"mean {metric}"] = 100 * per_seed.mean()
+            r[f"mean {metric} sd"] = 100 * per_seed.std(ddof=1) if len(per_seed) > 1 else np.nan
+        r["train s/seed"] = float(seconds.loc[seconds["method"] == method, "train_s"].mean())
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{mean:.1f}" if not np.isfinite(sd) else f"{mean:.1f} ± {sd:.1f}"
+
+
+def table_markdown(table: pd.DataFrame, cap: str, n_seeds: int) -> str:
+    ids = sorted({c.split()[0][2:] for c in table.columns if c.startswith("ID") and c.endswith(" AUC")})
+    head = ["method", "scorer", *[f"ID{m} AUC/pAUC" for m in ids], "mean AUC", "mean pAUC", "train s/seed"]
+    lines = [f"**{cap}.** AUC / pAUC (%) on the test clips, per ID the mean over {n_seeds} seed(s); "
+             "'mean' is the mean over IDs, ± the standard deviation over seeds of each seed's mean over IDs. "
+             "Final epoch, no test labels used; softmax and neglogp rank clips alike within an ID (same AUC).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [r["label"], r["scorer"], *[f"{r[f'ID{m} AUC']:.1f} / {r[f'ID{m} pAUC']:.1f}" for m in ids],
+                 _pm(r["mean AUC"], r["mean AUC sd"]), _pm(r["mean pAUC"], r["mean pAUC sd"]), f"{r['train s/seed']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_id(tidy: pd.DataFrame, cap: str, path: Path) -> None:
+    """Per-ID AUC and pAUC of each method's primary scorer: bars at the mean over seeds, error bars
+    one sd, dots the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prim = tidy[[PRIMARY.get(m) == s for m, s in zip(tidy["method"], tidy["scorer"])]]
+    methods = [m for m in METHODS if m in set(prim["method"])]
+    ids = sorted(prim["machine_id"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    w = 0.8 / max(1, len(methods))
+    for ax, metric in zip(axes, ("AUC", "pAUC")):
+        for k, m in enumerate(methods):
+            g = prim[(prim["method"] == m) & (prim["metric"] == metric)]
+            stats = g.groupby("machine_id")["value"].agg(["mean", "std"]).reindex(ids) * 100
+            pos = np.arange(len(ids)) + (k - (len(methods) - 1) / 2) * w
+            ax.bar(pos, stats["mean"], w, yerr=stats["std"].fillna(0), capsize=3,
+                   label=f"{LABELS[m]} ({PRIMARY[m]})")
+            for j, mid in enumerate(ids):
+                v = g.loc[g["machine_id"] == mid, "value"].to_numpy() * 100
+                ax.plot(np.full(len(v), pos[j]), v, "k.", ms=3)
+        ax.axhline(50, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(ids)), [f"ID {m}" for m in ids])
+        ax.set_title(f"{metric} (%)")
+        ax.set_ylim(0, 100)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{cap}: per ID, mean over seeds ± sd (dots: seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=None, help=f"features .npz (default: {default_data()})")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "real_toycar", help="output folder")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every method's epochs (min 1)")
+    p.add_argument("--max-clips", type=int, default=None, help="keep the first N clips of each (part, ID, label)")
+    p.add_argument("--tiny", action="store_true", help="a quick check of the code path: --epochs-scale 0.04 --max-clips 8")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: min(2, CPUs))")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.epochs_scale = min(args.epochs_scale, 0.04)
+        args.max_clips = args.max_clips or 8
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad or not args.methods:
+        p.error(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run every (method, seed), write the outputs; returns ``{"tidy", "table", "out"}``."""
+    from tqdm.auto import tqdm
+
+    data_path = args.data or default_data()
+    data = subset(load_features(data_path), args.max_clips)  # fail here, before any worker starts
+    cap = caption(data)
+    tasks = [{"method": m, "seed": s, "epochs": scaled_epochs(m, args.epochs_scale), "data": str(data_path),
+              "per_group": args.max_clips} for m in args.methods for s in range(args.seeds)]
+    tasks.sort(key=lambda t: -COST[t["method"]])  # longest first: the two workers finish together
+    jobs = args.jobs or min(2, os.cpu_count() or 1, len(tasks))
+    from asdlib.core.provenance import provenance
+
+    record = provenance(device="cpu")  # the code as it was when the run started
+    t0 = time.perf_counter()
+    results = []
+    bar = tqdm(total=len(tasks), desc="bench_real", unit="run", disable=args.no_progress)
+
+    def done(r: dict) -> None:
+        results.append(r)
+        primary = r["tidy"][(r["tidy"]["scorer"] == PRIMARY[r["method"]])].groupby("metric")["value"].mean()
+        bar.update(1)
+        bar.write(f"{r['method']:<12} seed {r['seed']}: AUC {100 * primary['AUC']:.1f} pAUC {100 * primary['pAUC']:.1f} "
+                  f"({r['train_s']:.0f} s training, {r['epochs']} epochs)")
+
+    if jobs <= 1:
+        for t in tasks:
+            done(run_task(t))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
+            for fut in as_completed([pool.submit(run_task, t) for t in tasks]):
+                done(fut.result())
+    bar.close()
+    wall = time.perf_counter() - t0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tidy = pd.concat([r["tidy"] for r in results], ignore_index=True)[TIDY_COLUMNS]
+    tidy = tidy.sort_values(["method", "scorer", "seed", "machine_id", "metric"]).reset_index(drop=True)
+    tidy.to_csv(out / "tidy.csv", index=False)
+    scores = pd.concat([r["scores"] for r in results], ignore_index=True)
+    scores.sort_values(["method", "scorer", "seed", "file"]).to_csv(out / "scores.csv", index=False)
+    seconds = pd.DataFrame([{k: r[k] for k in ("method", "seed", "epochs", "train_s", "total_s")} for r in results])
+    table = summary_table(tidy, seconds)
+    table.round(2).to_csv(out / "table.csv", index=False)
+    (out / "table.md").write_text(table_markdown(table, cap, args.seeds), encoding="utf-8")
+    plot_per_id(tidy, cap, out / "per_id.png")
+
+    from asdlib.core.utils import atomic_write_text
+
+    configs = {}
+    for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
+        configs.setdefault(r["method"], r["config"])
+    cmd = " ".join(["benchmarks/bench_real.py", *(sys.argv[1:] if args.argv is None else args.argv)])
+    record["config"] = {"methods": configs, "seeds": list(range(args.seeds)),
+                        "epochs": {m: scaled_epochs(m, args.epochs_scale) for m in args.methods},
+                        "epochs_scale": args.epochs_scale, "max_clips": args.max_clips, "jobs": jobs,
+                        "classifier_scorers": list(CLASSIFIER_SCORERS), "primary_scorer": PRIMARY}
+    record |= {"caption": cap, "data": {"path": str(data_path), **describe(data)}, "command": cmd,
+               "wall_s": round(wall, 1), "runs": seconds.round(2).to_dict(orient="records"),
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")
+    if not args.no_progress:
+        print(table_markdown(table, cap, args.seeds))
+        print(f"wall time {wall:.0f} s; outputs in {out}")
+    return {"tidy": tidy, "table": table, "out": out, "wall_s": wall}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.argv = argv
+    try:
+        run(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
