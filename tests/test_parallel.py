@@ -74,7 +74,7 @@ def test_plan_covers_seeds_variants_and_reconstruction_once(data_root, tmp_path)
     study.n_seeds = 2
     first, second = parallel.plan(study, ("03_individual_vs_integrated", "04_loss_ablation", "05_transfer_learning",
                                           "06_tsne", "08_reconstruction"))
-    per_seed = 6 + 1 + 4 + 6 + 6  # E1, E2 (once, though four notebooks use it), E3/E4 variants, AE, WaveNet
+    per_seed = 6 + 1 + 5 + 6 + 6  # E1, E2 (once, though four notebooks use it), E3/E4 variants + improved, AE, WaveNet
     assert len(first) == 2 * per_seed and len(set(first)) == len(first)
     assert first[0].experiment != "individual" and first[-1].experiment in ("autoencoder", "wavenet")
     assert len(second) == 2 * 12 and {j.experiment for j in second} == {"transfer"}
