@@ -121,7 +121,9 @@ study.save_figure(fig, "04_training_curves")
 # profiles) the crops are whole clips.
 
 # %%
-for sel in ("dev_auc_pauc", "val_loss"):
+both_rules = [sel for sel in ("dev_auc_pauc", "val_loss")  # val_loss needs held-out clips (not on tiny data)
+              if {"integrated", "improved"} <= set(tidy_all.loc[tidy_all.selection == sel, "experiment"])]
+for sel in both_rules:
     t = side_by_side(tidy_all, ["integrated", "improved"], labels={"integrated": "E2", "improved": "improved"},
                      delta=("integrated", "improved"), selection=sel)
     study.save_table(t, f"04_improved_vs_E2_{sel}",
