@@ -91,3 +91,22 @@ def test_the_probe_catches_a_host_read(tmp_path, monkeypatch):
     with HostReads() as probe:
         train.run_steps(run, 1)
     assert [r for r in probe.reads if not host_only(r)]
+
+
+def test_compile_setting_compiles_the_model_the_steps_call(tmp_path, monkeypatch):
+    """cfg.compile: the steps call torch.compile's module, evaluation and checkpoints the plain model.
+    (Dynamo's tracing only, backend 'eager': inductor's code generation takes minutes on a small CPU.)"""
+    from asdlib.classify.checkpoint import load_checkpoint
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend="eager"))
+    x, y = tones()
+    cfg = TrainConfig.from_dict({"model": "iresnet50", "width": 0.0625, "depths": [1, 1, 1, 1], "embedding_dim": 32,
+                                 "batch_size": 16, "epochs": 1, "device": "cpu", "compile": True}, strict=True)
+    run = train.start_run(x, y, cfg, tmp_path)
+    assert run.net is not run.model and getattr(run.net, "_orig_mod", None) is run.model
+    res = train.fit(x, y, cfg, tmp_path / "fit", progress=False)
+    state = load_checkpoint(res.last_path)
+    assert not any(k.startswith("_orig_mod.") for k in state["model"]) and state["config"]["compile"] is True
+    # an execution setting: the run resumes without it, and run keys ignore it
+    train.fit(x, y, cfg.replace(compile=False, epochs=2), tmp_path / "fit", progress=False)

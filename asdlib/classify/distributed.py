@@ -22,7 +22,9 @@ group (:func:`current`) and then:
   so that the ranks' masks differ and a resumed run goes on exactly as it would have;
 - evaluation, checkpoints, ``history.csv`` and ``summary.json`` are rank 0's alone; the
   other ranks wait for it at the next step's gradient all-reduce, and read the final
-  history from ``last.pt`` at the end.
+  history from ``last.pt`` at the end. Every rank resumes from ``last.pt``, so the output
+  folder must be one that every node sees (a shared filesystem); ranks that do not agree on
+  the epoch to resume from stop with an error rather than train out of step.
 
 Process groups: NCCL on CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on CPU. The timeout
 is long (:data:`TIMEOUT_MIN`) because the other ranks wait while rank 0 evaluates.
@@ -205,6 +207,16 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return DDP(model, device_ids=ids, gradient_as_bucket_view=True)
+
+
+def agree(value: int, device: torch.device) -> bool:
+    """True when every rank holds the same ``value`` (True in a single process)."""
+    d = current()
+    if not d.active:
+        return True
+    t = torch.tensor([value, -value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0]) == -int(t[1])
 
 
 def all_mean(t: torch.Tensor) -> torch.Tensor:

@@ -458,6 +458,9 @@ def fit(
                     val_index)
     if resume:
         resume_run(run)
+    if not distributed.agree(run.epoch, run.device):
+        raise ConfigError(f"the processes found different checkpoints in {run.out_dir} (this rank: epoch {run.epoch}); "
+                          "under torchrun the output folder must be shared by every node")
     main = run.dist.main
     run.eval_sets = place_eval_sets(eval_sets, run.device) if main else None
     dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))

@@ -89,8 +89,13 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, dist) -> int:
         return build_feature_cache(index, FeatureConfig(duration_s=args.duration, short_clips=args.pad), cache_dir=args.cache_dir,
                                    device=device, progress=progress)
 
+    # rank 0 builds the cache; then the first rank of every node opens it (or, where --cache-dir is not
+    # shared between nodes, builds the node's own); then the other ranks open it: never two builders at once
     store = cache() if dist.main else None
-    distributed.barrier()  # the other ranks open the cache rank 0 has built
+    distributed.barrier()
+    if store is None and dist.local_rank == 0:
+        store = cache()
+    distributed.barrier()
     store = store or cache()
     idx = store.index
     is_train = (idx["part"] == "train").to_numpy()
