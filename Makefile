@@ -9,7 +9,7 @@ DATA    ?= auto
 DEVICE  ?= cpu
 ARGS    ?=
 
-.PHONY: reproduce test lint venv lab notebooks-sync clean-results
+.PHONY: reproduce test lint venv lab notebooks-sync clean-results gpu-check
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# The CUDA path in one go (at most 8 minutes on one GPU): gpu tests, bench of every model, E2 at full size
+# with a resume check, peak memory, the full profile's time extrapolated; writes $(GPU_OUT)/gpu_check.json.
+# No venv prerequisite: a GPU machine without network runs it with .venv/bin/python if present, else python3.
+GPU_OUT ?= $(or $(OUT),results/gpu_check)
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_OUT) $(ARGS)
 
 # Correctness and import order only (ruff.toml); no style rules.
 lint: $(STAMP)

@@ -42,9 +42,7 @@ study = open_study(globals())  # the parameters cell's values
 # %%
 import pandas as pd
 
-from asdlib.features.logmel import FeatureConfig
-
-fcfg = FeatureConfig()
+fcfg = study.feature_config  # the library's defaults with the profile's overrides
 settings = pd.Series(fcfg.to_dict(), name="value").astype(str).to_frame()
 settings.index.name = "setting"
 study.save_table(settings, "02_feature_settings", "Log-mel settings")
@@ -62,6 +60,7 @@ seconds = time.perf_counter() - start
 n, n_mels, n_frames = store.features.shape
 timing = pd.Series({
     "clips": n, "n_mels": n_mels, "frames per clip": n_frames, "clip length used (s)": store.config.duration_s,
+    "clip length from": store.meta["clip_length"]["source"],
     "size (MB, float16)": round(store.features.nbytes / 2**20, 1),
     "this run": f"reused ({seconds:.2f} s to open)" if store.reused else f"built ({seconds:.2f} s)",
     "build time (s)": store.meta["build_seconds"], "build speed (clips/s)": store.meta["clips_per_s"],

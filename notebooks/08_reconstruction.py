@@ -19,11 +19,14 @@
 # Train on normal clips to reconstruct (or predict) the input; the error is the anomaly score.
 # - **The DCASE2020 baseline autoencoder**, exactly as published: 5 log-mel frames stacked
 #   (640 inputs), Dense 640-128-128-128-128-8-128-128-128-128-640 with BatchNorm + ReLU, MSE,
-#   Adam, batch 512, one model per machine type; the clip's score is its mean squared error.
+#   Adam, batch 512, one model per machine type and dataset (dev_data/<type>/train for the
+#   development figures, eval_data/<type>/train for the evaluation IDs, as the baseline trains
+#   them); the clip's score is its mean squared error.
 #   Frame vectors are streamed from the feature cache, so memory does not grow with the data.
 # - **A WaveNet** of dilated causal convolutions with gated activations, residual and skip
 #   connections, predicting the next log-mel frame from the past ones (conditioned on the
-#   machine ID); the score is the mean prediction error.
+#   machine ID); the score is the mean prediction error. Like the autoencoder, one model per
+#   machine type and dataset, conditioned on that dataset's IDs.
 # - The best ID-classification model (E5 transfer learning, notebook 05) on the same test clips.
 
 # %% tags=["parameters"]
@@ -87,7 +90,6 @@ cmp
 # each frame) and squared error, for the same machine type and ID.
 
 # %%
-from asdlib.core.machines import machine_ids
 from asdlib.recon import load_recon_model, reconstruction_map
 from asdlib.study import explore, plots
 
@@ -96,15 +98,16 @@ examples = explore.pick_examples(store.index, seed=seed)
 machine_type = "fan" if "fan" in examples else next(iter(examples))
 pair = examples[machine_type]
 for kind, res in (("autoencoder", ae), ("wavenet", wavenet)):
-    model, _ = load_recon_model(res.run(machine_type)["path"])  # first seed
+    run = res.run(machine_type)["models"][pair["normal"].dataset]  # first seed; the model of the clips' dataset
+    model, _ = load_recon_model(run["path"])
     maps = {}
     for name, row in pair.items():
-        id_ = machine_ids(machine_type).index(row.machine_id) if kind == "wavenet" else None
+        id_ = run["ids"].index(row.machine_id) if kind == "wavenet" else None
         maps[f"{name} ({row.file})"] = reconstruction_map(model, store.features[row.name].astype("float32"), id_)
     fig = plots.plot_error_maps(maps, f"{kind}: {machine_type}, normal vs anomalous clip")
     study.save_figure(fig, f"08_error_maps_{kind}")
 
 # %%
 curves = ({f"AE {t}": r["history"] for t, r in ae.runs[study.seed].items()}
-          | {f"WaveNet {t}": r["history"] for t, r in wavenet.runs[study.seed].items()})  # first seed
+          | {f"WaveNet {t}": r["history"] for t, r in wavenet.runs[study.seed].items()})  # first seed, dev models
 study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss")), "08_training_curves")

@@ -191,3 +191,11 @@ def test_bootstrap_is_fast() -> None:
     start = time.perf_counter()
     bootstrap_ci(pd.concat(parts, ignore_index=True), n_boot=1000)
     assert time.perf_counter() - start < 10
+
+
+def test_summarise_a_reference_with_means_only() -> None:
+    """The study reports only Mean / Harmonic Mean for the focal loss: nothing to compute, the means as given."""
+    from asdlib.report.reference import reference_table
+
+    t = summarise(reference_table("focal"), "focal")
+    assert set(t["row"]) == {"Mean", "Harmonic Mean"} and len(t) == 8

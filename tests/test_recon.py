@@ -288,3 +288,49 @@ def test_autoencoder_survives_a_final_batch_of_one():
                                                                device="cpu"),
                               AutoencoderConfig(n_mels=4), progress=False)
     assert np.isfinite(hist[0]["train_loss"])
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "wavenet"])
+def test_one_reconstruction_model_per_type_and_dataset(tiny_dataset, tmp_path, monkeypatch, kind):
+    """As the DCASE2020 baseline: the dev model trains on dev_data/<type>/train and scores the dev test
+    clips, the eval model trains on eval_data/<type>/train and scores the eval test clips."""
+    from asdlib.data.index import index_dataset
+    from asdlib.features.cache import build_feature_cache
+    from asdlib.features.logmel import FeatureConfig
+    from asdlib.study import experiments
+    from asdlib.study.context import Study
+    from asdlib.study.profiles import PROFILES
+
+    study = Study(data_root=tiny_dataset, synthetic=False, profile=PROFILES["ci"], device="cpu", seed=0,
+                  results_dir=tmp_path / "res", work_dir=tmp_path / "work", progress=False)
+    index = index_dataset(tiny_dataset)
+    study.__dict__["features"] = build_feature_cache(index, FeatureConfig(duration_s=0.5), cache_dir=tmp_path / "c",
+                                                     device="cpu", progress=False)
+    datasets = study.features.index["dataset"].to_numpy()
+    trained, scored, alive = {}, [], []  # alive: the models stay referenced, so their id() stay unique
+    fit_name, score_name = ("fit_autoencoder", "score_autoencoder") if kind == "autoencoder" else ("fit_wavenet", "score_wavenet")
+    real_fit, real_score = getattr(experiments, fit_name), getattr(experiments, score_name)
+
+    def spy_fit(feats, tr, *args, **kwargs):
+        model, history = real_fit(feats, tr, *args, **kwargs)
+        trained[id(model)] = set(datasets[np.asarray(tr)])
+        alive.append(model)
+        return model, history
+
+    def spy_score(model, feats, te, *args, **kwargs):
+        scored.append((id(model), set(datasets[np.asarray(te)])))
+        return real_score(model, feats, te, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, fit_name, spy_fit)
+    monkeypatch.setattr(experiments, score_name, spy_score)
+    res = experiments.run_reconstruction(study, kind, save=False)
+    assert len(trained) == 4  # fan and ToyCar, dev and eval
+    assert sorted(map(sorted, trained.values())) == [["dev"], ["dev"], ["eval"], ["eval"]]
+    assert len(scored) == 4 and all(trained[m] == ds for m, ds in scored)  # each test set by its dataset's model
+    for t in ("fan", "ToyCar"):
+        record = res.run(t)
+        assert set(record["models"]) == {"dev", "eval"} and record["path"] == record["models"]["dev"]["path"]
+        assert record["models"]["dev"]["n_train"] == 4 and record["models"]["eval"]["n_train"] == 2
+    scores = res.scores["final"]
+    assert len(scores) == int((index["part"] == "test").sum())
+    assert set(scores["dataset"]) == {"dev", "eval"}

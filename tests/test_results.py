@@ -151,3 +151,11 @@ def test_compare_table() -> None:
     only_b = two_rules[two_rules["selection"] == "b"]
     pd.testing.assert_series_equal(compare_table(two_rules, ["x"], "dev", "AUC", selection="b")["x"],
                                    compare_table(only_b, ["x"], "dev", "AUC")["x"])
+
+
+def test_summarise_a_reference_that_states_only_its_means():
+    """The study gives focal loss as Mean / Harmonic Mean only: nothing to compute, nothing lost."""
+    from asdlib.report.tables import summarise
+
+    s = summarise(reference_table("focal"), "focal")
+    assert set(s["row"]) == {"Mean", "Harmonic Mean"} and s["value"].between(0.7, 1.0).all()

@@ -67,3 +67,32 @@ def test_fitted_scorer_rejects_unknown_class_and_unfitted_use():
         s.score(tr_e, None, tr_c)
     with pytest.raises(AsdlibError, match="unknown scorer"):
         make_scorer("nope")
+
+
+def test_softmax_scores_do_not_saturate_for_confident_clips():
+    """Logit gaps of ~45 put the other classes' terms below 1e-16: 1 - p and -log p must stay
+    distinct (not exactly 0), so that confident clips are still ranked."""
+    gaps = np.array([40.0, 45.0, 50.0, 60.0, 100.0, 300.0])
+    logits = np.zeros((len(gaps), 4))
+    logits[:, 1] = gaps  # own class 1, three others at 0
+    own = np.ones(len(gaps), dtype=int)
+    expected = np.log1p(3 * np.exp(-gaps))  # = 3 exp(-gap) to float precision
+    for name in ("softmax", "neglogp"):
+        s = make_scorer(name).score(None, logits, own)
+        assert (s > 0).all() and (np.diff(s) < 0).all(), (name, s)  # a larger gap: a smaller score
+        np.testing.assert_allclose(s, expected, rtol=1e-12)
+    # 400 clips with gaps around 45: normal clips more confident than anomalous ones
+    rng = np.random.default_rng(0)
+    g = np.r_[rng.normal(47, 1, 200), rng.normal(44, 1, 200)]
+    y = np.r_[np.zeros(200), np.ones(200)]
+    z = np.zeros((400, 3))
+    z[:, 0] = g
+    for name in ("softmax", "neglogp"):
+        assert roc_auc_score(y, make_scorer(name).score(None, z, np.zeros(400, dtype=int))) > 0.9
+    # the own class far below another: large -log p, 1 - p -> 1, no overflow
+    z = np.array([[0.0, 800.0, -5.0]])
+    with np.errstate(over="raise", invalid="raise"):
+        np.testing.assert_allclose(make_scorer("neglogp").score(None, z, np.array([0])), [800.0])
+        np.testing.assert_allclose(make_scorer("softmax").score(None, z, np.array([0])), [1.0])
+    # one class only: p(own) = 1
+    assert make_scorer("neglogp").score(None, np.array([[3.0]]), np.array([0]))[0] == 0.0

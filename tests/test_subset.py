@@ -151,8 +151,11 @@ def test_subset_end_to_end(server, fake, tmp_path):
     eval_test = df[(df.dataset == "eval") & (df.part == "test")]
     assert (eval_test.groupby(["machine_type", "machine_id", "label"]).size() == 2).all() and len(eval_test) == 2 * 3 * 4
     from asdlib.features.cache import build_feature_cache
+    from asdlib.features.logmel import FeatureConfig
 
-    store = build_feature_cache(df, cache_dir=tmp_path / "features", device="cpu", num_workers=1, progress=False)
+    # the fake archives hold 0.25-s clips, not DCASE2020's 10 s: the length is given explicitly
+    store = build_feature_cache(df, FeatureConfig(duration_s=0.25), cache_dir=tmp_path / "features", device="cpu",
+                                num_workers=1, progress=False)
     assert store.features.shape[0] == len(df) and np.isfinite(np.asarray(store.features, dtype=np.float32)).all()
 
     # a rerun: everything verified on disk, not one request
@@ -377,5 +380,5 @@ def test_real_audio_subset(tmp_path):
     from asdlib.features.cache import build_feature_cache
 
     store = build_feature_cache(real_df, cache_dir=tmp_path / "features", device="cpu", num_workers=1, progress=False)
-    assert store.features.shape == (len(real_df), 128, 313)  # 10-s clips (ToyCar's 11 s cropped to the shortest)
+    assert store.features.shape == (len(real_df), 128, 313)  # 10-s clips (ToyCar's 11 s cropped to 10 s)
     assert np.isfinite(np.asarray(store.features, dtype=np.float32)).all()

@@ -170,3 +170,41 @@ def test_extract_averages_sliding_windows():
     full_logits, _ = extract(model, x, batch_size=4)  # whole clips: one pass equals forward()
     with torch.no_grad():
         np.testing.assert_allclose(full_logits, model(torch.as_tensor(x).unsqueeze(1)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_transfer_holds_out_the_integrated_runs_held_out_clips(tmp_path):
+    """E5 fine-tunes on one type's clips: its held-out clips must be the integrated run's held-out clips of that
+    type (the others trained the backbone), and its checkpoints get decision thresholds."""
+    import dataclasses
+
+    from asdlib.classify.threshold import load_thresholds
+    from asdlib.data.index import index_dataset
+    from asdlib.data.synth import SynthProfile, generate_dataset
+    from asdlib.features.cache import build_feature_cache
+    from asdlib.features.logmel import FeatureConfig
+    from asdlib.study import experiments
+    from asdlib.study.context import Study
+    from asdlib.study.profiles import PROFILES
+
+    root = generate_dataset(tmp_path / "data", SynthProfile("t", clip_seconds=0.25, n_train=6, n_test_normal=1,
+                                                            n_test_anomaly=1), machine_types=["fan", "valve"],
+                            progress=False)
+    ci = PROFILES["ci"]
+    profile = dataclasses.replace(ci, classifier=ci.classifier | {"epochs": 2, "val_fraction": 0.5})
+    study = Study(data_root=root, synthetic=True, profile=profile, device="cpu", seed=0,
+                  results_dir=tmp_path / "res", work_dir=tmp_path / "work", progress=False)
+    study.__dict__["features"] = build_feature_cache(index_dataset(root), FeatureConfig(duration_s=0.25),
+                                                     cache_dir=tmp_path / "c", device="cpu", progress=False)
+    index = study.features.index
+    integrated = experiments.train_classifier(study, "integrated", overrides={})
+    parent_rows = experiments.rows(index, ("fan", "valve"), "train")
+    held = set(parent_rows[load_checkpoint(integrated.last_path)["val_index"].numpy()])
+    runs = {t: experiments.transfer_classifier(study, integrated.best["val_loss"].path, t) for t in ("valve", "fan")}
+    for machine_type, r in runs.items():
+        tr = experiments.rows(index, [machine_type], "train")
+        own_val = set(tr[load_checkpoint(r.last_path)["val_index"].numpy()])
+        assert own_val == {row for row in held if row in set(tr)} and len(own_val) == 7 * 3, machine_type
+    for machine_type, r in runs.items():
+        for ckpt in [r.last_path] + [b.path for b in r.best.values()]:  # calibrated, as E1/E2 checkpoints are
+            assert set(load_thresholds(ckpt)) == {f"{machine_type}/{i}" for i in
+                                                  ("00", "01", "02", "03", "04", "05", "06")}

@@ -38,6 +38,19 @@ def _rng(generator: torch.Generator | np.random.Generator | None) -> np.random.G
     raise ConfigError(f"generator must be a torch or numpy Generator, got {type(generator).__name__}")
 
 
+def mixup_params(n: int, alpha: float, generator: torch.Generator | np.random.Generator | None = None
+                 ) -> tuple[float, np.ndarray]:
+    """The draws of one mixup batch of ``n`` rows: ``(lambda, partner permutation (n,))``.
+
+    Drawn on the host (NumPy), so a training step never waits for the device; a trainer that
+    shards a batch over processes draws them for the whole batch on every rank (same
+    generator state) and mixes its own rows with their partners.
+    """
+    rng = _rng(generator)
+    lam = float(rng.beta(alpha, alpha))
+    return lam, rng.permutation(n)
+
+
 def mixup(
     x: Tensor,
     y: Tensor,
@@ -67,9 +80,8 @@ def mixup(
         raise ConfigError(f"labels must be (B,) or (B, {num_classes}), got {tuple(y.shape)}")
     if alpha <= 0:
         return (x, t, 1.0) if return_lambda else (x, t)
-    rng = _rng(generator)
-    lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)  # (B,)
+    lam, perm = mixup_params(x.shape[0], alpha, generator)
+    perm = torch.from_numpy(perm).to(x.device)  # (B,)
     x_mixed = lam * x + (1.0 - lam) * x[perm]  # (B, ...)
     t_mixed = lam * t + (1.0 - lam) * t[perm]  # (B, C)
     return (x_mixed, t_mixed, lam) if return_lambda else (x_mixed, t_mixed)

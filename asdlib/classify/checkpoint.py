@@ -6,7 +6,8 @@ why the NumPy RNG state is stored as a tensor and the configs as ``asdict`` dict
 
 Keys written by :func:`asdlib.classify.train.fit`:
 ``version, model, optimizer, scheduler, rng, epoch, config, class_names, feature_config,
-history, val_index, best``. Only ``model``, ``config`` and ``class_names`` are needed to
+data, n_clips, history, val_index, best`` (``data``: what the features came from, synthetic or real
+and the clips' lengths per type, see :attr:`asdlib.features.cache.FeatureStore.data_info`). Only ``model``, ``config`` and ``class_names`` are needed to
 rebuild a model (:func:`load_model`).
 """
 from __future__ import annotations

@@ -12,6 +12,9 @@ from .losses import LossConfig, needs_cosine_head
 from .schedule import ScheduleConfig
 
 CRITERIA = ("dev_auc_pauc", "val_loss")
+# Settings that say how a run executes, not what it computes (up to float rounding): they are
+# left out of run keys, and a run may be resumed with other values.
+EXECUTION_SETTINGS = ("device", "log_every", "compile")
 SAMPLINGS = ("shuffle", "balanced")
 INPUT_NORMS = ("global", "per_mel")
 
@@ -31,11 +34,13 @@ class TrainConfig:
     cache stores one fixed-length clip per row; training and scoring then see exactly the
     same input and mixup already regularises. Set an int (e.g. 64) to train on random time
     crops (cheaper steps, time-shift augmentation); scoring then averages logits over
-    sliding windows (see :mod:`asdlib.classify.evaluate`).
+    sliding windows (see :mod:`asdlib.classify.inference`).
 
     ``val_fraction``: a stratified share of the normal *training* clips held out for the
     label-free ``val_loss`` selection criterion and for threshold calibration.
 
+    ``compile``: ``torch.compile`` the model the training steps call (evaluation runs the
+    plain model); an execution setting (:data:`EXECUTION_SETTINGS`), like ``device``.
     ``sampling``: ``"shuffle"`` (the study's: every training clip once per epoch) or
     ``"balanced"`` (each epoch draws as many clips, with replacement, every ID equally likely:
     an ID with 21 clips is seen as often as one with 210; see
@@ -74,6 +79,8 @@ class TrainConfig:
     amp: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA"})
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format on CUDA"})
     deterministic: bool = field(default=False, metadata={"help": "torch.use_deterministic_algorithms"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the training step's model (CUDA; the first steps pay the compilation)"})
     log_every: int = field(default=50, metadata={"help": "progress-bar update every N steps"})
 
     def __post_init__(self) -> None:

@@ -119,6 +119,6 @@ def update_best(best: dict, row: dict, select: tuple[str, ...], dev_name: str | 
         prev = best.get(crit)
         if prev is None or (v > prev["value"] if larger else v < prev["value"]):
             best[crit] = {"path": "", "epoch": int(row["epoch"]), "value": float(v),
-                          "metrics": {k: x for k, x in row.items() if k != "time_s"}}
+                          "metrics": {k: x for k, x in row.items() if k not in ("time_s", "eval_s")}}
             improved.append(crit)
     return improved

@@ -61,8 +61,9 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and embeddings ``(N, D)`` (float32) of ``features`` ``(N, n_mels, T)``.
 
-    ``features`` may be a NumPy array / memmap (float16 is fine) or a tensor; batches are
-    moved to ``device`` one at a time, so a cache larger than device memory works.
+    ``features`` may be a NumPy array / memmap (float16 is fine) or a tensor (already on
+    ``device``: nothing is copied); batches are moved to ``device`` one at a time, so a cache
+    larger than device memory works. The outputs stay on the device until the end.
     """
     model.eval()
     device = torch.device(device)
@@ -79,9 +80,10 @@ def extract(
         windows = windows.reshape(b * len(starts), 1, xb.shape[1], width)  # (B*W, 1, M, crop)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits, emb = model_outputs(model, windows)
-        all_logits.append(logits.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, C)
-        all_emb.append(emb.float().reshape(b, len(starts), -1).mean(1).cpu())  # (B, D)
-    return torch.cat(all_logits).numpy(), torch.cat(all_emb).numpy()
+        all_logits.append(logits.float().reshape(b, len(starts), -1).mean(1))  # (B, C), on the device
+        all_emb.append(emb.float().reshape(b, len(starts), -1).mean(1))  # (B, D)
+    # one copy to the host at the end: the batches above are queued without waiting for the device
+    return torch.cat(all_logits).cpu().numpy(), torch.cat(all_emb).cpu().numpy()
 
 
 @dataclass
@@ -162,13 +164,12 @@ def fit_and_score(
     """Anomaly scores ``(N,)`` of ``clips`` (with their own ``classes``) under ``scorer``.
 
     Scorers that fit on embeddings are fitted on ``fit_clips``/``fit_classes`` (normal
-    training clips; default: ``clips`` themselves), which are embedded only for such scorers.
+    training clips, required for them: fitted on the scored clips themselves, a kNN scorer
+    would find each clip at distance 0 from itself), embedded only for such scorers.
     """
+    if scorer.needs_fit and fit_clips is None:
+        raise AsdlibError(f"scorer {scorer.name!r} fits on normal training clips: pass fit_clips (and fit_classes), "
+                          "clips other than the ones scored")
     out = embed(classifier, clips, amp=amp, progress=progress)
-    fit_emb = None
-    if scorer.needs_fit:
-        if fit_clips is None:
-            fit_emb, fit_classes = out.emb, classes
-        else:
-            fit_emb = embed(classifier, fit_clips, amp=amp).emb
+    fit_emb = embed(classifier, fit_clips, amp=amp).emb if scorer.needs_fit else None
     return score_outputs(scorer, out, classes, fit_emb, fit_classes)

@@ -52,6 +52,7 @@ from ..core.errors import ConfigError
 
 LOSS_KINDS = ("softmax", "cosface", "arcface", "focal")
 MIXUP_MARGINS = ("pair", "shared")
+PAIR_CLASSES = 2  # classes a soft target row may hold in the pair form (mixup of two one-hot rows)
 
 
 @dataclass
@@ -201,9 +202,15 @@ class MarginLoss(nn.Module):
 
     def _pair_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """``mean_b sum_c t_bc * L(x_b, c)``: each class of a soft target row with the full margin
-        and its own one-hot target (only the classes a row holds are visited: two for mixup)."""
-        k = int((target > 0).sum(dim=1).max())  # classes per row: 1 or 2 after mixup
-        weights, classes = target.topk(k, dim=1)  # (B, k)
+        and its own one-hot target. Only the ``PAIR_CLASSES`` largest entries of a row are visited
+        (mixup mixes two one-hot rows: a row holds one or two classes; a second entry of weight 0
+        adds exactly 0). The count is fixed rather than read from the targets, so the step never
+        waits for the device; a row holding more classes trips a device-side assert."""
+        k = min(PAIR_CLASSES, target.shape[1])
+        weights, classes = target.topk(min(k + 1, target.shape[1]), dim=1)  # (B, k + 1)
+        if weights.shape[1] > k:
+            torch._assert_async((weights[:, k] == 0).all(), "pair-form margin loss: a soft target row holds "
+                                f"more than {PAIR_CLASSES} classes; raise losses.PAIR_CLASSES")
         total = logits.new_zeros(logits.shape[0])
         for j in range(k):
             c = classes[:, j]  # (B,)

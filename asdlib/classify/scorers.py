@@ -6,7 +6,9 @@ then ``score(emb (M, D), logits (M, C), cls (M,)) -> (M,)`` where ``cls`` is eac
 own class (its machine type + ID, known from the file name at test time).
 
 - ``softmax``: 1 - p(own ID) (the study's score); ``neglogp``: -log p(own ID), the same
-  ranking within an ID but without the saturation at 1 - p ~ 0 for confident clips.
+  ranking within an ID. Both are computed from ``log1p(sum_{j != own} exp(z_j - z_own))``
+  (and ``1 - p = -expm1(log p)``), so that confident clips keep distinct scores down to
+  ~1e-308 instead of all becoming exactly 0 (which ties them and pulls the AUC to 0.5).
 - ``cosine``: 1 - cosine similarity to the own ID's centroid of normal embeddings.
 - ``knn``: mean cosine distance to the ``k`` nearest normal embeddings of the own ID.
 - ``gmm``: negative log-likelihood under a per-ID Gaussian mixture fitted on a per-ID PCA
@@ -28,12 +30,27 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _softmax_own(logits: np.ndarray, cls: np.ndarray) -> np.ndarray:
-    """log p(own class) per row, computed stably."""
+def _neg_log_p_own(logits: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    """-log p(own class) per row, without saturating for confident clips.
+
+    ``-log p(own) = log(1 + sum_{j != own} exp(z_j - z_own))``. Computed the textbook way
+    (``z - logsumexp(z)``) it becomes exactly 0 once the other classes' terms fall below
+    the float64 resolution of 1 (~1e-16, logit gaps of ~37 or more): every confident clip
+    then scores the same. ``log1p`` of the small sum keeps it (down to ~1e-308); when the
+    own class is not the largest, the sum is factored by its largest term so that nothing
+    overflows.
+    """
     z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return logp[np.arange(len(z)), np.asarray(cls, dtype=np.int64)]
+    rows = np.arange(len(z))
+    cls = np.asarray(cls, dtype=np.int64)
+    d = z - z[rows, cls][:, None]  # (N, C): z_j - z_own
+    d[rows, cls] = -np.inf  # the own class is not in the sum
+    m = d.max(axis=1) if d.shape[1] > 1 else np.full(len(z), -np.inf)  # (N,) largest other term
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        confident = np.log1p(np.exp(d).sum(axis=1))  # own class is the largest: no overflow
+        shift = np.where(np.isfinite(m), m, 0.0)[:, None]
+        other = m + np.log(np.exp(-m) + np.exp(d - shift).sum(axis=1))  # sum factored by exp(m)
+    return np.where(m <= 0, confident, other)
 
 
 class Scorer:
@@ -53,14 +70,14 @@ class SoftmaxScorer(Scorer):
     name = "softmax"
 
     def score(self, emb, logits, cls):
-        return 1.0 - np.exp(_softmax_own(logits, cls))
+        return -np.expm1(-_neg_log_p_own(logits, cls))  # 1 - p(own) = -expm1(log p), exact for p near 1
 
 
 class NegLogPScorer(Scorer):
     name = "neglogp"
 
     def score(self, emb, logits, cls):
-        return -_softmax_own(logits, cls)
+        return _neg_log_p_own(logits, cls)
 
 
 class PerClassScorer(Scorer):

@@ -23,6 +23,11 @@ Why the loop looks the way it does:
   (and every ``log_every`` steps for the progress bar).
 - Mixed precision is bf16 autocast, on CUDA only: bf16 has float32's range, so no loss
   scaler is needed (and none is saved).
+- Under torchrun the run is one DistributedDataParallel run over the ranks, with the
+  single-process batch, schedule and seeds (:mod:`asdlib.classify.distributed`); rank 0
+  alone evaluates and writes. ``cfg.compile`` compiles the model the steps call.
+- Evaluation (every ``eval_every`` epochs) reads eval clips kept on the device for the run
+  and returns its outputs to the host once per set, not once per batch.
 
 :func:`fit` strings together small steps over one :class:`TrainRun` (the run's state):
 :func:`start_run`, :func:`resume_run`, and per epoch :func:`train_epoch`,
@@ -32,6 +37,7 @@ Why the loop looks the way it does:
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
@@ -48,9 +54,10 @@ from tqdm.auto import tqdm
 from ..core.config import flatten
 from ..core.errors import AsdlibError, ConfigError
 from ..core.utils import atomic_write_text, resolve_device, set_seed
-from .augment import mixup
+from . import distributed
+from .augment import mixup_params
 from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, build_model
+from .config import EXECUTION_SETTINGS, TrainConfig, build_model
 from .evaluate import EvalSet, evaluate_set, held_out_loss, update_best
 from .inference import Classifier, embed
 from .losses import build_loss
@@ -105,24 +112,56 @@ def place_features(features, device: torch.device) -> torch.Tensor:
     return x.pin_memory()
 
 
-def _crop(xb: torch.Tensor, crop: int | None, gen: torch.Generator) -> torch.Tensor:
-    """Random time crop of each clip (B, M, T) -> (B, M, crop), offsets drawn from ``gen``."""
-    t = xb.shape[-1]
+def _crop_offsets(n: int, t: int, crop: int | None, gen: torch.Generator) -> torch.Tensor | None:
+    """Random start frames (n, 1, 1) of time crops, drawn from ``gen`` (None: whole clips)."""
     if crop is None or crop >= t:
+        return None
+    return torch.randint(0, t - crop + 1, (n, 1, 1), generator=gen, device=gen.device)
+
+
+def _crop(xb: torch.Tensor, crop: int | None, off: torch.Tensor | None) -> torch.Tensor:
+    """Time crops (B, M, T) -> (B, M, crop) at offsets ``off`` (B, 1, 1)."""
+    if off is None:
         return xb
-    off = torch.randint(0, t - crop + 1, (xb.shape[0], 1, 1), generator=gen, device=gen.device).to(xb.device)
-    idx = off + torch.arange(crop, device=xb.device)  # (B, 1, crop)
+    idx = off.to(xb.device) + torch.arange(crop, device=xb.device)  # (B, 1, crop)
     return torch.gather(xb, 2, idx.expand(-1, xb.shape[1], -1))
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without a host wait: a copy from pageable memory makes
+    the host wait for the stream (every queued kernel) before it returns; a pinned one does not."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg: TrainConfig, num_classes: int,
-               device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None):
-    """Gather clips ``idx`` (on the data's device), crop, move, mix: ``(x (B, 1, M, T'), target)``."""
-    xb = _crop(x_all[idx].to(device, non_blocking=True), cfg.crop_frames, gen).float()  # (B, M, T')
-    xb = xb.unsqueeze(1)  # (B, 1, M, T')
-    target = y_all[idx].to(device, non_blocking=True)  # (B,)
+               device: torch.device, gen: torch.Generator, mix_gen: torch.Generator | None,
+               rows: slice = slice(None)):
+    """Gather clips ``idx`` (on the data's device), crop, move, mix: ``(x (b, 1, M, T'), target)``.
+
+    ``idx`` is the whole (global) batch and every random draw (crop offsets, mixup lambda and
+    partners) is made for all of it; ``rows`` picks the positions returned (a rank's share
+    under DDP, see :mod:`asdlib.classify.distributed`), each mixed with its partner wherever
+    that partner sits in the batch. With all rows (the default) this is the plain batch.
+    """
+    off = _crop_offsets(idx.shape[0], x_all.shape[-1], cfg.crop_frames, gen)  # (B, 1, 1) or None
+    pos = torch.arange(idx.shape[0], device=idx.device)[rows]  # (b,) positions in the batch
+
+    def clips(p: torch.Tensor) -> torch.Tensor:  # (b,) positions -> (b, 1, M, T') float
+        xb = x_all[idx[p]].to(device, non_blocking=True)
+        return _crop(xb, cfg.crop_frames, None if off is None else off[p.to(off.device)]).float().unsqueeze(1)
+
+    xb = clips(pos)
+    target = y_all[idx[pos]].to(device, non_blocking=True)  # (b,)
     if cfg.mixup_alpha > 0:
-        xb, target = mixup(xb, target, num_classes, cfg.mixup_alpha, generator=mix_gen)  # target (B, C)
+        lam, perm = mixup_params(idx.shape[0], cfg.mixup_alpha, mix_gen)
+        partner = _to_device(torch.from_numpy(perm), idx.device)[pos]  # (b,)
+        t_a = torch.nn.functional.one_hot(target.long(), num_classes).to(xb.dtype)
+        t_b = torch.nn.functional.one_hot(y_all[idx[partner]].to(device, non_blocking=True).long(),
+                                          num_classes).to(xb.dtype)
+        xb = lam * xb + (1.0 - lam) * clips(partner)  # (b, 1, M, T')
+        target = lam * t_a + (1.0 - lam) * t_b  # (b, C)
     if cfg.channels_last and device.type == "cuda":
         xb = xb.contiguous(memory_format=torch.channels_last)
     return xb, target
@@ -151,6 +190,7 @@ class TrainRun:
     device: torch.device
     class_names: list[str]
     feature_config: dict | None
+    data_info: dict | None  # what the features come from (synthetic or real, clip lengths): FeatureStore.data_info
     labels: np.ndarray  # (N,) int64 class of every clip
     train_idx: np.ndarray  # rows trained on
     val_idx: np.ndarray  # rows held out for val_loss and threshold calibration
@@ -167,6 +207,9 @@ class TrainRun:
     scorer: Scorer  # cfg.eval_scorer, for the eval sets
     use_amp: bool
     frozen_backbone: bool  # transfer learning: only the classifier trains (see _freeze_hook)
+    net: nn.Module | None = None  # what the steps call: the model, DDP-wrapped and/or compiled (None: model)
+    dist: distributed.Dist = field(default_factory=distributed.Dist)
+    eval_sets: dict[str, EvalSet] | None = None  # rank 0's eval sets, features on the device (fit)
     history: list[dict] = field(default_factory=list)
     best: dict[str, dict] = field(default_factory=dict)
     epoch: int = 0  # last completed epoch
@@ -183,12 +226,15 @@ class TrainRun:
 
 def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_names: Sequence | None = None,
               feature_config: dict | None = None, model: nn.Module | None = None,
-              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None) -> TrainRun:
-    """Check the inputs, seed, split off the validation clips and build model, optimiser, schedule,
-    loss and generators (in this order: the model's initialisation draws on the seeded RNG)."""
+              trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+              data_info: dict | None = None, val_index=None) -> TrainRun:
+    """Check the inputs, seed, split off the validation clips (``val_index`` if given, else a
+    stratified ``cfg.val_fraction``) and build model, optimiser, schedule, loss and generators
+    (in this order: the model's initialisation draws on the seeded RNG)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(resolve_device(cfg.device))
+    dist_ = distributed.current()
+    device = torch.device(resolve_device(distributed.rank_device(cfg.device, dist_)))
     set_seed(cfg.seed, deterministic=cfg.deterministic)
     labels_np = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels, dtype=np.int64)
     if len(labels_np) != len(features):
@@ -197,7 +243,13 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     class_names = normalise_class_names(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
     if labels_np.min() < 0 or labels_np.max() >= num_classes:
         raise ConfigError(f"labels must lie in [0, {num_classes}); got {labels_np.min()}..{labels_np.max()}")
-    train_idx, val_idx = split_validation(labels_np, cfg.val_fraction, cfg.seed)
+    if val_index is None:
+        train_idx, val_idx = split_validation(labels_np, cfg.val_fraction, cfg.seed)
+    else:
+        val_idx = np.unique(np.asarray(val_index, dtype=np.int64).reshape(-1))
+        if len(val_idx) and (val_idx[0] < 0 or val_idx[-1] >= len(labels_np)):
+            raise ConfigError(f"val_index must lie in [0, {len(labels_np)}), got {val_idx[0]}..{val_idx[-1]}")
+        train_idx = np.setdiff1d(np.arange(len(labels_np)), val_idx)
     if len(train_idx) < 2:
         raise ConfigError(f"only {len(train_idx)} training clips after the validation split")
 
@@ -206,13 +258,21 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     train_t = torch.as_tensor(train_idx, device=x_all.device)
     bs = min(cfg.batch_size, len(train_idx))
     steps = max(1, len(train_idx) // bs)  # (B,)-sized steps only: see the module docstring
+    if bs % dist_.world:
+        raise ConfigError(f"the batch of {bs} clips cannot be shared by {dist_.world} processes; "
+                          f"use a batch_size that is a multiple of {dist_.world}")
 
     model = model if model is not None else build_model(cfg, num_classes)
+    if dist_.active:  # before the optimiser: the converted layers keep the same parameter tensors
+        model = distributed.convert_batchnorm(model, device)
     model.to(device)
     prepare_input_norm(model, cfg, x_all, train_t)
     if cfg.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     params = trainable(model) if trainable is not None else list(model.parameters())
+    net = distributed.wrap(model, device) if dist_.active else model
+    if cfg.compile:
+        net = torch.compile(net)
     optimizer = torch.optim.Adam(params, lr=cfg.schedule.max_lr, weight_decay=cfg.weight_decay)
     scheduler = WarmupCosineRestarts(optimizer, cfg.schedule, steps_per_epoch=steps, epochs=cfg.epochs)
     loss_fn = build_loss(cfg.loss)
@@ -221,10 +281,11 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
     return TrainRun(cfg=cfg, out_dir=out_dir, device=device, class_names=class_names, feature_config=feature_config,
-                    labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
+                    data_info=data_info, labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
                     train_t=train_t, batch=bs, steps=steps, model=model, optimizer=optimizer, scheduler=scheduler,
                     loss_fn=loss_fn, gens={"loop": gen, "mixup": mix_gen}, scorer=make_scorer(cfg.eval_scorer),
-                    use_amp=cfg.amp and device.type == "cuda", frozen_backbone=trainable is not None)
+                    use_amp=cfg.amp and device.type == "cuda", frozen_backbone=trainable is not None, net=net,
+                    dist=dist_)
 
 
 def resume_run(run: TrainRun) -> bool:
@@ -234,6 +295,10 @@ def resume_run(run: TrainRun) -> bool:
         return False
     state = load_checkpoint(run.last_path, map_location="cpu")  # load_state_dict moves to the device
     _check_resumable(state, run.cfg, run.last_path)
+    saved_val = state["val_index"].cpu().numpy() if "val_index" in state else None
+    if saved_val is not None and not np.array_equal(np.sort(saved_val), run.val_idx):
+        raise ConfigError(f"{run.last_path} was written with another validation split (held-out clips); "
+                          "use another out_dir or resume=False")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -242,22 +307,39 @@ def resume_run(run: TrainRun) -> bool:
     return True
 
 
-def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> dict:
-    """One pass over the training clips; ``{'epoch', 'lr', 'train_loss'}``. A non-finite loss
-    stops the run (before anything of this epoch is saved)."""
+def run_steps(run: TrainRun, epoch: int, progress: bool = False) -> torch.Tensor:
+    """The optimisation steps of one epoch; their losses ``(steps,)`` as a device tensor.
+
+    The loop never waits for the device (no ``.item()``, no data-dependent Python branch),
+    except for the progress bar's value every ``log_every`` steps when ``progress`` is on;
+    ``tests/test_train.py`` checks this stays so. Under DDP each rank steps through its share
+    of every global batch and the losses are its own rows' means.
+    """
     cfg, gen = run.cfg, run.gens["loop"]
-    run.model.train()
+    net = run.net if run.net is not None else run.model
+    net.train()
     if run.frozen_backbone:
         _freeze_hook(run.model)
+    if run.dist.active:  # dropout masks: per rank, and a function of the epoch (exact resume)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + run.dist.rank)
     perm = epoch_order(run, gen)  # (>= steps * batch,) rows of x_all
+    rows = run.dist.shard(run.batch)
     step_losses = torch.zeros(run.steps, device=run.device)
     bar = tqdm(range(run.steps), disable=not progress, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
     for step in bar:
         xb, target = make_batch(run.x_all, run.y_all, perm[step * run.batch : (step + 1) * run.batch], cfg,
-                                len(run.class_names), run.device, gen, run.gens["mixup"])  # (B, 1, M, T'), (B,) or (B, C)
-        step_losses[step] = train_step(run.model, run.optimizer, run.scheduler, run.loss_fn, xb, target, run.use_amp)
+                                len(run.class_names), run.device, gen, run.gens["mixup"], rows)  # (b, 1, M, T'), (b,) or (b, C)
+        step_losses[step] = train_step(net, run.optimizer, run.scheduler, run.loss_fn, xb, target, run.use_amp)
         if progress and (step + 1) % cfg.log_every == 0:
             bar.set_postfix(loss=f"{step_losses[step].item():.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+    return step_losses
+
+
+def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> dict:
+    """One pass over the training clips; ``{'epoch', 'lr', 'train_loss'}``. A non-finite loss
+    stops the run (before anything of this epoch is saved). Under DDP the losses are averaged
+    over the ranks (one all-reduce per epoch), so every rank sees the global batch's."""
+    step_losses = distributed.all_mean(run_steps(run, epoch, progress))
     bad = ~torch.isfinite(step_losses)
     if bad.any():
         first = int(bad.nonzero()[0])
@@ -266,8 +348,25 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> dict:
     return {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"], "train_loss": float(step_losses.mean())}
 
 
+def place_eval_sets(eval_sets: dict[str, EvalSet] | None, device: torch.device) -> dict[str, EvalSet] | None:
+    """The eval sets with their features on ``device`` for the whole run (when they fit; see
+    :func:`place_features`), so evaluation epochs copy nothing from the host."""
+    if not eval_sets or device.type != "cuda":
+        return eval_sets
+    out = {}
+    for name, es in eval_sets.items():
+        es = copy.copy(es)  # same meta and dropped IDs; no second validation
+        es.features = place_features(es.features, device)
+        out[name] = es
+    return out
+
+
 def evaluate_epoch(run: TrainRun, row: dict, eval_sets: dict[str, EvalSet] | None) -> None:
-    """Add to ``row`` the held-out ``val_loss`` and, on eval epochs, ``<set>_auc``/``<set>_pauc``."""
+    """Add to ``row`` the held-out ``val_loss`` and, on eval epochs, ``<set>_auc``/``<set>_pauc``.
+
+    Batched at the run's batch size in eval mode (bf16 on CUDA when the steps are), on clips
+    already on the device; ``row['eval_s']`` is the time it took."""
+    t0 = time.perf_counter()
     clf, epoch = run.classifier, row["epoch"]
     if len(run.val_idx):
         vi = torch.as_tensor(run.val_idx, device=run.x_all.device)
@@ -279,13 +378,14 @@ def evaluate_epoch(run: TrainRun, row: dict, eval_sets: dict[str, EvalSet] | Non
         for name, es in eval_sets.items():
             _, summ = evaluate_set(clf, es, run.scorer, fit_emb, fit_classes, amp=run.use_amp, name=name)
             row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
+    row["eval_s"] = time.perf_counter() - t0
 
 
 def _snapshot(run: TrainRun, epoch: int) -> dict:
     return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.gens), "epoch": epoch,
             "config": run.cfg.to_dict(), "class_names": run.class_names, "feature_config": run.feature_config,
-            "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
+            "data": run.data_info or {}, "n_clips": int(len(run.labels)), "history": run.history, "best": run.best, "val_index": torch.as_tensor(run.val_idx)}
 
 
 def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
@@ -302,7 +402,7 @@ def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
     atomic_write_text(run.out_dir / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
 
 
-def finish_run(run: TrainRun) -> TrainResult:
+def finish_run(run: TrainRun, write: bool = True) -> TrainResult:
     """The run's :class:`TrainResult`, with ``summary.json`` written beside the checkpoints."""
     history, best = run.history, run.best
     result = TrainResult(out_dir=str(run.out_dir), last_path=str(run.last_path), epochs_run=len(history),
@@ -310,8 +410,10 @@ def finish_run(run: TrainRun) -> TrainResult:
                          best={k: BestCheckpoint(criterion=k, **v) for k, v in best.items()})
     summary = {"config": run.cfg.to_dict(), "device": str(run.device), "n_train": int(len(run.train_idx)),
                "n_val": int(len(run.val_idx)), "epochs_run": result.epochs_run, "class_names": run.class_names,
-               "best": best, "torch": torch.__version__, "last": history[-1] if history else None}
-    atomic_write_text(run.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+               "best": best, "torch": torch.__version__, "last": history[-1] if history else None,
+               "processes": run.dist.world}
+    if write:
+        atomic_write_text(run.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return result
 
 
@@ -328,33 +430,59 @@ def fit(
     callback: Callable[[int, dict], None] | None = None,
     model: nn.Module | None = None,
     trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+    data_info: dict | None = None,
+    val_index=None,
 ) -> TrainResult:
     """Train an ID classifier on ``features`` ``(N, n_mels, T)`` with int ``labels`` ``(N,)``.
 
     ``eval_sets`` are scored every ``cfg.eval_every`` epochs (key ``'dev'`` feeds the
     ``dev_auc_pauc`` criterion, else the first set). ``callback(epoch, row)`` runs after each
     epoch's checkpoint is written. ``model``/``trainable`` let :func:`finetune_classifier`
-    pass a prepared model and the parameters to optimise (default: all).
+    pass a prepared model and the parameters to optimise (default: all). ``feature_config`` and
+    ``data_info`` (:attr:`asdlib.features.cache.FeatureStore.data_info`: synthetic or real data,
+    the clips' lengths) are stored in every checkpoint, for ``asdlib score``. ``val_index``: the
+    rows to hold out (positions in ``features``), instead of a fresh stratified split of
+    ``cfg.val_fraction``; transfer learning passes the integrated run's held-out clips.
 
     ``history.csv`` columns: epoch, lr (at the epoch's last step), train_loss (mean over the
-    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs, time_s.
+    epoch's steps, mixup targets), val_loss, ``<set>_auc``/``<set>_pauc`` on eval epochs,
+    eval_s (evaluation time), time_s (the epoch's, evaluation included).
     With pinned host features (a cache too large for the GPU) each batch is gathered on the
     host and copied; that path is correct but slower than the resident one.
+
+    Under torchrun (a process group is initialised, see :mod:`asdlib.classify.distributed`)
+    every rank calls ``fit`` with the same arguments; rank 0 evaluates and writes, the
+    ``callback`` runs on every rank, and every rank returns the same :class:`TrainResult`.
     """
-    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable)
+    run = start_run(features, labels, cfg, out_dir, class_names, feature_config, model, trainable, data_info,
+                    val_index)
     if resume:
         resume_run(run)
+    if not distributed.agree(run.epoch, run.device):
+        raise ConfigError(f"the processes found different checkpoints in {run.out_dir} (this rank: epoch {run.epoch}); "
+                          "under torchrun the output folder must be shared by every node")
+    main = run.dist.main
+    run.eval_sets = place_eval_sets(eval_sets, run.device) if main else None
     dev_name = None if not eval_sets else ("dev" if "dev" in eval_sets else next(iter(eval_sets)))
     for epoch in range(run.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        row = train_epoch(run, epoch, progress)
-        evaluate_epoch(run, row, eval_sets)
-        row["time_s"] = time.perf_counter() - t0
-        save_epoch(run, row, dev_name)
-        if progress:
-            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        row = train_epoch(run, epoch, progress and main)
+        if main:
+            evaluate_epoch(run, row, run.eval_sets)
+            row["time_s"] = time.perf_counter() - t0
+            save_epoch(run, row, dev_name)
+            if progress:
+                tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        else:
+            run.epoch = epoch
         if callback is not None:
             callback(epoch, row)
+    if run.dist.active:
+        distributed.barrier()  # rank 0 has written last.pt
+        if not main:
+            state = load_checkpoint(run.last_path, map_location="cpu")
+            run.history, run.best = list(state["history"]), dict(state["best"])
+            return finish_run(run, write=False)
     return finish_run(run)
 
 
@@ -363,7 +491,7 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
     (which ignores it), not under a one-cycle schedule (whose length it is)."""
     saved = flatten(TrainConfig.from_dict(state["config"]))
     now = flatten(cfg)
-    free = ("device", "log_every") + (("epochs",) if cfg.schedule.cycle == "restarts" else ())
+    free = EXECUTION_SETTINGS + (("epochs",) if cfg.schedule.cycle == "restarts" else ())
     diff = [k for k in now if k not in free and saved.get(k) != now[k]]
     if diff:
         raise ConfigError(f"{path} was written with other settings ({', '.join(diff)}); "

@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compute the log-mel feature cache of a data root (reused when nothing changed)",
         description="Index <root>, then compute 128-bin log-mel features (n_fft 1024, hop 512, dB) of every clip "
         "into a float16 cache keyed by the settings and the files' sizes and times. A second run with "
-        "the same files and settings reuses the cache. Clips are cropped to the shortest clip length "
-        "(10 s for the real data: ToyCar keeps its first 10 s) unless --duration says otherwise.",
+        "the same files and settings reuses the cache. Every clip gets the dataset's known clip length "
+        "(10 s for the real data: ToyCar keeps its first 10 s; a synthetic root's length from its manifest) "
+        "unless --duration says otherwise; a shorter clip is an error naming the file unless --pad allows padding.",
     )
     p.add_argument("--root", required=True, help="data root holding dev_data/, eval_data/ and eval_data_list.csv")
     p.add_argument("--cache-dir", default=None, help="where caches live (default: $ASDLIB_CACHE_DIR or ~/.cache/asdlib/features)")
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--types", default=None, help="comma-separated machine types (default: all present)")
     p.add_argument("--parts", default="train,test", help="comma-separated subset of train,test (default: both)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="clip length in the cache (default: the shortest clip in the index)")
+                   help="clip length in the cache (default: the dataset's known length: 10 s for the real "
+                   "data, a synthetic root's own)")
     p.add_argument("--pad", choices=("error", "wrap", "zeros"), default="error",
                    help="what to do with clips shorter than --duration (default: error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     meta = store.meta
     status = "reused" if store.reused else "built"
     speed = f"{meta['clips_per_s']} clips/s on {meta['device']}" if meta.get("clips_per_s") else ""
-    print(f"{status}: {len(store)} clips, features {store.shape} float16, {store.config.duration_s:g} s per clip")
+    source = meta.get("clip_length", {}).get("source")
+    print(f"{status}: {len(store)} clips, features {store.shape} float16, {store.config.duration_s:g} s per clip"
+          + (f" ({source})" if source else ""))
     print(f"cache: {store.path}")
     print(f"{'built' if not store.reused else 'originally built'} {meta['created']} at {speed}")
     return 0

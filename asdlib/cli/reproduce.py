@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "full (the study's, CUDA); default: real on real data, smoke on synthetic")
     p.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="train the notebooks' models first, in parallel, one worker per entry: GPU indices (0,1,2,3) "
+                   "or cpu,cpu,...; the notebooks then reuse them (asdlib/study/parallel.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default=None, help="default: <repo>/results")
     p.add_argument("--work-dir", default=None, help="caches and checkpoints (default: <repo>/runs/<profile>)")
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["notebooks"] = tuple(n.strip() for n in args.only.split(",") if n.strip())
     cfg = ReproduceConfig(data_root=data_root, profile=profile, device=args.device, seed=args.seed, seeds=args.seeds,
                           work_dir=args.work_dir, force=args.force, notebooks=kwargs.pop("notebooks", NOTEBOOKS),
+                          devices=tuple(d.strip() for d in (args.devices or "").split(",") if d.strip()),
                           data_note=note, **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")

@@ -3,6 +3,13 @@
 Writes the DCASE files ``anomaly_score_<type>_id_XX.csv`` (file_name,score) and
 ``decision_result_<type>_id_XX.csv`` (file_name,0|1), the decision using the threshold
 calibrated at training time for that ID and scorer.
+
+What it checks before trusting its input: files whose DCASE names (``normal_id_02_...``,
+``id_02_...``) or layout folders (``<type>/test/``) say another machine ID or type than
+``--type``/``--id`` stop it with an error naming them (``--allow-other-ids`` scores them
+anyway); it warns when the checkpoint was trained on synthetic data, when the clips' lengths
+differ from the training clips' of that type, and when the feature settings (``--resample``,
+``--channel``) or the feature code's version differ from the training data's.
 """
 from __future__ import annotations
 
@@ -22,12 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--type", required=True, dest="machine_type", help="machine type, e.g. fan")
     p.add_argument("--id", required=True, dest="machine_id", help="machine ID, two digits, e.g. 00")
     p.add_argument("--out", default=".", help="folder for the two CSV files (default: current folder)")
-    p.add_argument("--scorer", default="softmax", help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis")
-    p.add_argument("--train-input", nargs="+", default=None,
-                   help="normal training clips of this ID (folder or files): needed by scorers that fit on embeddings")
+    p.add_argument("--scorer", default="softmax",
+                   help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis; a scorer that fits on embeddings "
+                   "is used as it was fitted when its thresholds were calibrated (stored beside the checkpoint)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="clips per inference batch (default: the checkpoint's training batch size, which "
                    "the thresholds were calibrated with; another size changes scores in the last digits)")
+    p.add_argument("--allow-other-ids", action="store_true",
+                   help="score files whose DCASE names (or type folders) say another machine ID or type than "
+                   "--type/--id anyway (default: stop with an error naming them)")
+    p.add_argument("--resample", action="store_true",
+                   help="resample clips at another sample rate to the model's (the features then differ from the "
+                   "training data's; a warning says so)")
+    p.add_argument("--channel", default=None, metavar="K|mean",
+                   help="channel of multichannel clips to score (an index, or 'mean'); default: mono clips only")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -59,28 +74,94 @@ def collect_wavs(inputs: list[str]) -> list:
 def wav_features(files: list, feature_config: dict | None, progress: bool = False, device: str = "cpu"):
     """Log-mel features ``(N, n_mels, T)`` of WAV files with a checkpoint's feature settings.
 
-    The same computation as the feature cache the model was trained on: clips are cut or
-    padded to the training clip length (``duration_s``, ``short_clips``); a config without a
-    length crops to the shortest clip, as the cache does.
+    The same computation as the feature cache the model was trained on: clips are cut to the
+    length the training cache recorded (``duration_s``), a shorter clip is an error naming it
+    unless the training cache padded (``short_clips``). Never the length of the clips given.
     """
-    from ..data.audio import wav_info
+    from ..core.errors import AsdlibError
     from ..features.logmel import FeatureConfig, compute_features
 
-    fc = FeatureConfig.from_dict(feature_config) if feature_config else FeatureConfig()
-    if fc.duration_s is None:
-        fc = fc.replace(duration_s=min(wav_info(f).duration_s for f in files))
+    fc = FeatureConfig.from_dict(feature_config) if feature_config else None
+    if fc is None or fc.duration_s is None:
+        raise AsdlibError("the checkpoint records no training clip length (feature_config.duration_s): it was not "
+                          "trained from a feature cache; retrain it with `asdlib train`")
     return compute_features([str(f) for f in files], fc, device=device, progress=progress)  # float16
 
 
+def other_id_files(files: list, machine_type: str, machine_id: str) -> list[str]:
+    """The files whose DCASE name (``[normal|anomaly_]id_XX_NNNNNNNN.wav``) says another machine ID,
+    or whose layout folder (``<type>/{train,test}/``) another machine type, each with what it says."""
+    from pathlib import Path
+
+    from ..core.machines import EVAL_TEST_NAME, LABELLED_NAME, MACHINE_TYPES, PARTS
+
+    out = []
+    for f in files:
+        p = Path(f)
+        said = []
+        m = LABELLED_NAME.match(p.name) or EVAL_TEST_NAME.match(p.name)
+        if m is not None and m["id"] != machine_id:
+            said.append(f"ID {m['id']}")
+        folder_type = p.parent.parent.name
+        if p.parent.name in PARTS and folder_type in MACHINE_TYPES and folder_type != machine_type:
+            said.append(f"type {folder_type}")
+        if said:
+            out.append(f"{p} ({' and '.join(said)})")
+    return out
+
+
+def input_warnings(files: list, checkpoint_meta: dict, used: dict, machine_type: str) -> list[str]:
+    """What differs between the clips to score and the model's training data, in words (empty: nothing).
+
+    ``checkpoint_meta`` is :attr:`Classifier.meta` (``feature_config``, ``data``); ``used`` the
+    feature settings the clips are scored with.
+    """
+    from ..data.audio import wav_info
+    from ..features.logmel import FEATURE_VERSION
+
+    data = checkpoint_meta.get("data") or {}
+    trained = checkpoint_meta.get("feature_config") or {}
+    out = []
+    if not data:
+        out.append("the checkpoint records nothing about its training data (written before asdlib recorded it): "
+                   "whether it was synthetic and how long its clips were cannot be checked")
+    if data.get("synthetic"):
+        profiles = ", ".join(data.get("synth_profile") or []) or "?"
+        out.append(f"the checkpoint was trained on SYNTHETIC data (asdlib synth, profile {profiles}); its scores and "
+                   "thresholds say nothing about real recordings")
+    tol = 0.01  # seconds
+    duration = float(used["duration_s"])
+    lo, hi = (data.get("clip_seconds") or {}).get(machine_type) or (duration, duration)
+    infos = [(f, wav_info(f)) for f in files]
+    lengths = [i.duration_s for _, i in infos]
+    odd = [f"{f} ({n:g} s)" for (f, _), n in zip(infos, lengths) if n < lo - tol or n > hi + tol]
+    if odd:
+        span = f"{lo:g} s" if abs(hi - lo) <= tol else f"{lo:g}-{hi:g} s"
+        more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+        out.append(f"{len(odd)} of {len(files)} clips are not as long as the model's training clips of {machine_type} "
+                   f"({span}, cut to {duration:g} s): {', '.join(odd[:3])}{more}; their scores may not be comparable")
+    rates = sorted({i.sample_rate for _, i in infos} - {int(used["sample_rate"])})
+    if rates and used.get("resample"):
+        out.append(f"clips at {', '.join(map(str, rates))} Hz are resampled to the training data's {used['sample_rate']} Hz")
+    diff = [f"{k}={used[k]!r} (training: {trained[k]!r})" for k in used if k in trained and used[k] != trained[k]]
+    if diff:
+        out.append(f"feature settings differ from the training data's: {', '.join(diff)}")
+    version = data.get("feature_version")
+    if version is not None and version != FEATURE_VERSION:
+        out.append(f"the training features were computed by feature code version {version}, these by version "
+                   f"{FEATURE_VERSION} (asdlib.features.logmel.FEATURE_VERSION): the numbers may differ")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     import numpy as np
 
     from ..classify.checkpoint import class_name
-    from ..classify.inference import Classifier, fit_and_score
-    from ..classify.scorers import make_scorer
-    from ..classify.threshold import load_thresholds
+    from ..classify.inference import Classifier, embed
+    from ..classify.threshold import load_fitted_scorer, load_thresholds
     from ..core.errors import AsdlibError
     from ..core.utils import resolve_device
 
@@ -92,18 +173,31 @@ def run(args: argparse.Namespace) -> int:
     if name not in clf.class_names:
         raise AsdlibError(f"{args.model} has no class {name}; its classes are {', '.join(clf.class_names)}")
     cls = clf.class_names.index(name)
-    scorer = make_scorer(args.scorer)
-    if scorer.needs_fit and not args.train_input:
-        raise AsdlibError(f"scorer {args.scorer!r} fits on normal training embeddings: pass --train-input")
     thresholds = load_thresholds(args.model, args.scorer)
     if name not in thresholds:
         raise AsdlibError(f"no calibrated threshold for {name} with scorer {args.scorer} beside {args.model}")
+    scorer = load_fitted_scorer(args.model, args.scorer)  # fitted exactly as when the thresholds were calibrated
     files = collect_wavs(args.input)
+    warn = lambda msg: print(f"asdlib score: warning: {msg}", file=sys.stderr)  # noqa: E731
+    others = other_id_files(files, args.machine_type, args.machine_id)
+    if others:
+        listed = "\n  ".join(others[:10]) + (f"\n  ... and {len(others) - 10} more" if len(others) > 10 else "")
+        what = f"{len(others)} of {len(files)} files are named for another machine than {name}"
+        if not args.allow_other_ids:
+            raise AsdlibError(f"{what}:\n  {listed}\nscore each ID with its own --id, or pass --allow-other-ids "
+                              f"to score them as {name} anyway")
+        warn(f"{what}, scored as {name} (--allow-other-ids):\n  {listed}")
     feature_config = clf.meta.get("feature_config")
+    if feature_config and (args.resample or args.channel is not None):
+        channel = int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel
+        feature_config = dict(feature_config, resample=bool(args.resample or feature_config.get("resample")),
+                              channel=channel if channel is not None else feature_config.get("channel"))
+    if feature_config and feature_config.get("duration_s") is not None:
+        for msg in input_warnings(files, clf.meta, feature_config, args.machine_type):
+            warn(msg)
     x = wav_features(files, feature_config, progress, device)  # (N, n_mels, T)
-    xt = wav_features(collect_wavs(args.train_input), feature_config, progress, device) if scorer.needs_fit else None
-    scores = fit_and_score(scorer, clf, x, np.full(len(files), cls), xt, None if xt is None else np.full(len(xt), cls),
-                           progress=progress)  # (N,)
+    outputs = embed(clf, x, progress=progress)
+    scores = scorer.score(outputs.emb, outputs.logits, np.full(len(files), cls))  # (N,)
     decisions = (scores > thresholds[name]).astype(int)
 
     out = Path(args.out)

@@ -31,6 +31,9 @@ EVAL_IDS: dict[str, tuple[str, ...]] = {
 }
 # Official clip lengths in seconds (ToyADMOS ToyCar clips are 11 s, the rest 10 s).
 CLIP_SECONDS: dict[str, float] = {t: (11.0 if t == "ToyCar" else 10.0) for t in MACHINE_TYPES}
+# The length every clip of a feature cache of the real data gets: ToyCar's 11-s clips keep their
+# first 10 s; a shorter clip is an error (see asdlib.features.logmel), never a shorter cache.
+STANDARD_CLIP_SECONDS: float = min(CLIP_SECONDS.values())
 
 DATASETS = ("dev", "eval")
 DATASET_DIRS = {"dev": "dev_data", "eval": "eval_data"}

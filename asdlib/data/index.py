@@ -39,6 +39,7 @@ from ..core.machines import (
     LABELLED_NAME,
     MACHINE_TYPES,
     PARTS,
+    STANDARD_CLIP_SECONDS,
     machine_ids,
 )
 
@@ -276,3 +277,44 @@ def pivot_summary(df: pd.DataFrame) -> pd.DataFrame:
     table.columns.name = None
     table["total"] = table.sum(axis=1)
     return table
+
+
+def index_roots(index: pd.DataFrame) -> list[Path]:
+    """The data roots an index's rows come from (``path`` minus ``relpath``), sorted; empty when
+    the rows do not say (an index built by hand without matching path and relpath)."""
+    roots = set()
+    if not {"path", "relpath"} <= set(index.columns):
+        return []
+    for path, rel in zip(index["path"], index["relpath"]):
+        p, rel = Path(path).as_posix(), str(rel)
+        if not p.endswith("/" + rel):
+            return []
+        roots.add(Path(p[: -len(rel) - 1]))
+    return sorted(roots)
+
+
+def known_clip_seconds(root: str | os.PathLike) -> tuple[float, str]:
+    """``(seconds, where that comes from)``: the clip length a data root is known to have.
+
+    The real DCASE2020 data: 10 s (``STANDARD_CLIP_SECONDS``; ToyCar's 11-s clips keep their
+    first 10 s). A synthetic root (``asdlib synth``) records its length in its manifest
+    (``synth_manifest.json``: the profile's ``clip_seconds``, ToyCar's clips being 1.1 times
+    that). The length is a property of the dataset, never of the clips found: one short clip
+    must not shorten every clip of a feature cache.
+    """
+    from .synth import MANIFEST_FILE, read_manifest
+
+    manifest = read_manifest(root)
+    if manifest is None:
+        return STANDARD_CLIP_SECONDS, (f"the DCASE2020 clip length ({STANDARD_CLIP_SECONDS:g} s; ToyCar's "
+                                       f"11-s clips keep their first {STANDARD_CLIP_SECONDS:g} s)")
+    profile = manifest.get("profile") or {}
+    if "clip_seconds" in profile:
+        seconds = float(profile["clip_seconds"])
+    else:
+        samples, sr = manifest.get("clip_samples") or {}, manifest.get("sample_rate")
+        if not samples or not sr:
+            raise DatasetLayoutError(f"{Path(root) / MANIFEST_FILE}: records no clip length (profile.clip_seconds)")
+        seconds = min(samples.values()) / float(sr)
+    return seconds, (f"the synthetic dataset's clip length ({seconds:g} s, from {MANIFEST_FILE}, profile "
+                     f"{profile.get('name', '?')}; ToyCar's clips keep their first {seconds:g} s)")

@@ -6,11 +6,12 @@ float16 array instead of decoding ~30k WAVs again. A cache lives in ``<cache_dir
 - ``features.f16``: raw float16, C order, shape (N, n_mels, T), read back with ``np.memmap``;
 - ``index.csv``: the clip table, row i describing ``features[i]`` (rows sorted by ``relpath``,
   so the same files give the same cache whatever order the caller's index was in);
-- ``meta.json``: resolved config, shape, dtype, key, creation time, versions, build speed.
+- ``meta.json``: resolved config, feature version, shape, dtype, key, creation time, versions, build speed.
 
-``key`` = hash of the requested :class:`FeatureConfig` and the sorted list of
-``(relpath, size, mtime_ns)``: changing a setting, or adding, removing or rewriting a file,
-gives a new key and hence a rebuild; moving the data root does not (relpaths are relative).
+``key`` = hash of the feature code's version (:data:`asdlib.features.logmel.FEATURE_VERSION`),
+the :class:`FeatureConfig` and the sorted list of ``(relpath, size, mtime_ns)``: changing how
+features are computed, a setting, or adding, removing or rewriting a file, gives a new key and
+hence a rebuild; moving the data root does not (relpaths are relative).
 Crash safety: a build writes into a hidden temporary folder beside the target, writes
 ``meta.json`` last, and renames the folder into place. A folder without a valid
 ``meta.json`` (whose shape agrees with the file sizes) is never treated as complete.
@@ -31,12 +32,14 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..core.errors import AudioError, CacheError
+from ..core.errors import AudioError, CacheError, ConfigError
 from ..core.utils import atomic_write_text
 from ..data.audio import wav_info
+from . import logmel
 from .logmel import FeatureConfig, compute_features, num_frames
 
-__all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir"]
+__all__ = ["FeatureStore", "build_feature_cache", "load_feature_cache", "cache_key", "default_cache_dir",
+           "resolve_duration"]
 
 FORMAT = "asdlib-feature-cache"
 FORMAT_VERSION = 1
@@ -74,6 +77,20 @@ class FeatureStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.features = np.memmap(self.path / FEATURES_FILE, dtype=np.float16, mode="r", shape=tuple(self.meta["shape"]))
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """What the features were computed from (synthetic or real, clip lengths per type, feature
+        version); stored in every checkpoint trained on them, read by ``asdlib score``."""
+        info = dict(self.meta.get("data") or {})
+        info.setdefault("feature_version", self.meta.get("feature_version"))
+        info["clip_length"] = self.meta.get("clip_length")
+        return info
+
+    @property
+    def feature_version(self) -> int | None:
+        """The :data:`~asdlib.features.logmel.FEATURE_VERSION` the features were computed with."""
+        return self.meta.get("feature_version")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -115,11 +132,39 @@ def _file_stats(index: pd.DataFrame) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
+def resolve_duration(index: pd.DataFrame, cfg: FeatureConfig) -> tuple[FeatureConfig, str]:
+    """``(cfg with duration_s set, where the length comes from)``.
+
+    A length given in ``cfg`` is kept; ``duration_s=None`` becomes the known clip length of the
+    data root the index comes from (:func:`asdlib.data.index.known_clip_seconds`: 10 s for the
+    real data, a synthetic root's own length from its manifest), never the shortest clip found.
+    """
+    from ..core.machines import STANDARD_CLIP_SECONDS
+    from ..data.index import index_roots, known_clip_seconds
+
+    if cfg.duration_s is not None:
+        return cfg, f"given explicitly ({cfg.duration_s:g} s)"
+    roots = index_roots(index)
+    if not roots:
+        return (cfg.replace(duration_s=STANDARD_CLIP_SECONDS),
+                f"the DCASE2020 clip length ({STANDARD_CLIP_SECONDS:g} s; the index names no data root)")
+    known = {root: known_clip_seconds(root) for root in roots}
+    lengths = {seconds for seconds, _ in known.values()}
+    if len(lengths) > 1:
+        listed = ", ".join(f"{root}: {seconds:g} s" for root, (seconds, _) in known.items())
+        raise ConfigError(f"the index mixes data roots of different clip lengths ({listed}); give the length "
+                          "explicitly (FeatureConfig(duration_s=...), --duration)")
+    seconds, source = next(iter(known.values()))
+    return cfg.replace(duration_s=seconds), source
+
+
 def cache_key(index: pd.DataFrame, cfg: FeatureConfig) -> str:
-    """Hash of the settings and of every file's (relpath, size, mtime_ns)."""
+    """Hash of the feature code's version, the settings (the clip length resolved, see
+    :func:`resolve_duration`) and every file's (relpath, size, mtime_ns)."""
     import hashlib
 
-    h = hashlib.sha256(cfg.key().encode())
+    cfg, _ = resolve_duration(index, cfg)
+    h = hashlib.sha256(f"feature_version={logmel.FEATURE_VERSION}\n{cfg.key()}".encode())
     for rel, size, mtime in _file_stats(index):
         h.update(f"\n{rel}\t{size}\t{mtime}".encode())
     return h.hexdigest()[:20]
@@ -177,8 +222,10 @@ def load_feature_cache(path: str | os.PathLike, *, _reused: bool = True) -> Feat
     return FeatureStore(path, meta, index, reused=_reused)
 
 
-def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecutor) -> FeatureConfig:
-    """Read every header (cheap) to fail fast on bad files and to resolve ``duration_s=None``."""
+def _check_files(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecutor, source: str) -> list[int]:
+    """Read every header (cheap): fail fast on bad files and on clips shorter than ``cfg.duration_s``
+    (unless ``cfg.short_clips`` pads them), naming the files. Returns each clip's length in samples
+    (at ``cfg.sample_rate``)."""
     problems: list[str] = []
     lengths: list[int] = []
 
@@ -207,15 +254,16 @@ def _resolve_length(paths: list[str], cfg: FeatureConfig, pool: ThreadPoolExecut
     if problems:
         more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise AudioError(f"{len(problems)} unusable audio file(s):\n" + "\n".join(problems[:10]) + more)
-    if cfg.duration_s is None:
-        return cfg.replace(duration_s=min(lengths) / cfg.sample_rate)
     if cfg.short_clips == "error" and min(lengths) < cfg.num_samples:
-        short = [p for p, n in zip(paths, lengths) if n < cfg.num_samples]
+        short = [(p, n) for p, n in zip(paths, lengths) if n < cfg.num_samples]
+        listed = "\n".join(f"  {p}: {n / cfg.sample_rate:g} s" for p, n in short[:10])
+        more = f"\n  ... and {len(short) - 10} more" if len(short) > 10 else ""
         raise AudioError(
-            f"{len(short)} clip(s) shorter than duration_s={cfg.duration_s} s, e.g. {short[0]}; "
-            f"set a shorter duration_s, remove them, or allow padding with short_clips='wrap'"
+            f"{len(short)} clip(s) shorter than the {cfg.duration_s:g} s every clip of this feature cache gets "
+            f"({source}):\n{listed}{more}\nremove or replace them, allow padding explicitly (short_clips='wrap' "
+            f"or 'zeros'; `--pad wrap`), or give a shorter length explicitly (duration_s; `--duration`)"
         )
-    return cfg
+    return lengths
 
 
 def _remove_stale_temps(cache_dir: Path, key: str) -> None:
@@ -245,6 +293,11 @@ def build_feature_cache(
     :func:`asdlib.features.logmel.compute_features` (threaded reading, batched log-mel on
     ``device``; on CPU ``num_workers`` is the number of cores used), written into a float16
     memmap inside a temporary folder that is renamed into place when complete.
+
+    Clip length: ``cfg.duration_s``, or with None the data root's known clip length
+    (:func:`resolve_duration`); a shorter clip is an :class:`AudioError` naming it unless
+    ``cfg.short_clips`` pads. ``meta.json`` records the length used (``config.duration_s``)
+    and where it came from (``clip_length``).
     """
     from ..core.utils import resolve_device
 
@@ -257,6 +310,7 @@ def build_feature_cache(
         dup = index.loc[index["relpath"].duplicated(), "relpath"].iloc[0]
         raise CacheError(f"the index lists {dup} more than once")
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cfg, length_source = resolve_duration(index, cfg)
     key = cache_key(index, cfg)
     final = cache_dir / key
     if (final / META_FILE).is_file():
@@ -276,7 +330,7 @@ def build_feature_cache(
     t0 = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-            cfg = _resolve_length(paths, cfg, pool)
+            lengths = _check_files(paths, cfg, pool, length_source)
             shape = (len(paths), cfg.n_mels, num_frames(cfg))
             mm = np.memmap(tmp / FEATURES_FILE, dtype=np.float16, mode="w+", shape=shape)
         compute_features(paths, cfg, mm, device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
@@ -285,6 +339,9 @@ def build_feature_cache(
         seconds = time.perf_counter() - t0
         table.to_csv(tmp / INDEX_FILE, index=False)
         meta = _meta(key, cfg, shape, table, device, seconds)
+        meta["clip_length"] = {"seconds": cfg.duration_s, "source": length_source,
+                               "short_clips": cfg.short_clips}
+        meta["data"] = _data_record(index, table, lengths, cfg)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))  # last: marks the folder complete
         os.chmod(tmp / META_FILE, 0o644)  # mkstemp made it owner-only; caches may be shared
         if final.exists():
@@ -301,6 +358,27 @@ def build_feature_cache(
     return store
 
 
+def _data_record(index: pd.DataFrame, table: pd.DataFrame, lengths: list[int], cfg: FeatureConfig) -> dict:
+    """What the features were computed from, for whoever uses a model trained on them (``asdlib score``):
+    synthetic or real data, and the clips' own lengths (seconds, min and max) per machine type."""
+    from ..data.index import index_roots
+    from ..data.synth import read_manifest
+
+    manifests = [read_manifest(root) for root in index_roots(index)]
+    synth = [m for m in manifests if m is not None]
+    record: dict[str, Any] = {
+        "synthetic": bool(synth),
+        "synth_profile": sorted({str((m.get("profile") or {}).get("name")) for m in synth}) or None,
+        "feature_version": logmel.FEATURE_VERSION,
+    }
+    if "machine_type" in table.columns:
+        secs = pd.Series(np.asarray(lengths, dtype=np.float64) / cfg.sample_rate, index=table.index)
+        by_type = secs.groupby(table["machine_type"]).agg(["min", "max"])
+        record["clip_seconds"] = {str(t): [round(float(r["min"]), 4), round(float(r["max"]), 4)]
+                                  for t, r in by_type.iterrows()}
+    return record
+
+
 def _with_current_paths(stored: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
     """The caller's rows in cache order: absolute paths reflect where the data is now."""
     cur = current.set_index("relpath", drop=False).loc[stored["relpath"]].reset_index(drop=True)
@@ -315,7 +393,8 @@ def _meta(key: str, cfg: FeatureConfig, shape: tuple, table: pd.DataFrame, devic
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "key": key,
-        "config": cfg.to_dict(),  # resolved: duration_s is set
+        "feature_version": logmel.FEATURE_VERSION,
+        "config": cfg.to_dict(),  # resolved: duration_s is the length every clip got
         "shape": list(shape),
         "dtype": "float16",
         "index_columns": {c: _dtype_tag(table[c]) for c in table.columns},

@@ -15,13 +15,16 @@ baseline ran on; librosa >= 0.10 pads with zeros), and the periodic Hann window 
 
 Length policy (ToyCar clips are 11 s, every other type 10 s): all clips in one feature
 cache get the same length so that they stack into one array. ``duration_s=None`` means
-"crop every clip to the shortest clip in the index", which for the real data is 10 s, i.e.
-ToyCar keeps its **first 10 s**; a synthetic smoke dataset keeps its own (shorter) length.
-Cropping keeps the start of the clip, so every clip sees the same time origin. A clip
-*shorter* than the target is an error naming the file, unless ``short_clips`` explicitly
-allows padding: ``'wrap'`` (repeat the clip from its start; keeps the stationary machine
-sound's spectrum, and is the recommended choice) or ``'zeros'`` (pads with digital silence,
-which shows up as -156 dB frames and looks anomalous).
+"the dataset's known clip length" (:func:`asdlib.data.index.known_clip_seconds`, resolved by
+:func:`asdlib.features.cache.build_feature_cache`): 10 s for the real data, i.e. ToyCar keeps
+its **first 10 s**; a synthetic dataset's own (shorter) length, read from its manifest. It is
+never taken from the clips found, so one short clip cannot shorten every clip. A length given
+explicitly (``duration_s``) wins. Cropping keeps the start of the clip, so every clip sees the
+same time origin. A clip *shorter* than the target is an error naming the file, unless
+``short_clips`` explicitly allows padding: ``'wrap'`` (repeat the clip from its start; keeps
+the stationary machine sound's spectrum, and is the recommended choice) or ``'zeros'`` (pads
+with digital silence, which shows up as -156 dB frames and looks anomalous). The cache records
+the length it used (``duration_s`` of its config) and where it came from.
 """
 from __future__ import annotations
 
@@ -44,7 +47,15 @@ from ..core.machines import SAMPLE_RATE
 from ..data.audio import read_wav
 from . import fastmel
 
-__all__ = ["FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
+__all__ = ["FEATURE_VERSION", "FeatureConfig", "LogMel", "num_frames", "mel_frequencies", "fit_length", "compute_features"]
+
+# The version of the feature *computation*: part of every feature cache key (and so of every model
+# key built on a cache), because the settings and the files' sizes and times alone cannot see a
+# change in the code. Rule: bump it with every change that can change a feature value for the same
+# settings and files: the log-mel here or in fastmel.py, the length policy (fit_length), WAV
+# decoding, channel mixing or resampling in asdlib.data.audio. Do not bump it for changes that
+# keep the numbers (speed, memory, messages); tests/test_features.py checks those against librosa.
+FEATURE_VERSION = 1
 
 CPU_CHUNK = 4  # clips per worker job on CPU (read, then log-mel clip by clip in reused scratch tensors)
 
@@ -69,7 +80,7 @@ class FeatureConfig:
     norm: str | None = "slaney"  # likewise
     eps: float = sys.float_info.epsilon  # the baseline's log floor
     top_db: float | None = None  # None: no dynamic-range clamp (the baseline has none)
-    duration_s: float | None = None  # None: crop to the shortest clip of the index
+    duration_s: float | None = None  # None: the dataset's known clip length (10 s for the real data)
     short_clips: str = "error"  # 'error' | 'wrap' | 'zeros' for clips shorter than duration_s
     channel: int | str | None = None  # passed to read_wav for multichannel files
     resample: bool = False  # passed to read_wav for files at another sample rate
@@ -162,7 +173,7 @@ def fit_length(x: np.ndarray, num_samples: int, policy: str = "error", path: str
         return x[..., :num_samples]
     if policy == "error":
         raise AudioError(
-            f"{path}: clip has {n} samples, shorter than the {num_samples} that this feature cache uses; "
+            f"{path}: clip has {n} samples, shorter than the {num_samples} that these features use; "
             f"remove the file, set a shorter duration_s, or allow padding with short_clips='wrap' (or 'zeros')"
         )
     if policy == "wrap":

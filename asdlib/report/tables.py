@@ -125,7 +125,9 @@ def summarise(tidy: pd.DataFrame, experiment: str, selection: str | None = None)
     given = t[overall].rename(columns={"machine_type": "row"})[keys + ["value"]]
     computed = overall_means(per_type, by=("seed",))[keys + ["value"]]
     stated = set(zip(given["dataset"], given["metric"], given["seed"]))
-    computed = computed[[k not in stated for k in zip(computed["dataset"], computed["metric"], computed["seed"])]]
+    fresh = pd.Series([k not in stated for k in zip(computed["dataset"], computed["metric"], computed["seed"])],
+                      index=computed.index, dtype=bool)
+    computed = computed[fresh]  # a boolean Series: an empty list would select no *columns*
     computed = computed.sort_values(["dataset", "metric", "seed"], kind="stable")
     parts = [p for p in (types, given, computed) if len(p)]
     return pd.concat(parts, ignore_index=True)

@@ -77,13 +77,23 @@ class Study:
 
         return index_dataset(self.data_root)
 
+    @property
+    def feature_config(self):
+        """The log-mel settings: the library's defaults with the profile's ``features`` overrides
+        (``duration_s`` None: the data's known clip length, resolved when the cache is built)."""
+        from ..features.logmel import FeatureConfig
+
+        try:
+            return FeatureConfig(**self.profile.features)
+        except TypeError as e:
+            raise ConfigError(f"profile {self.profile.name!r}: bad features overrides {self.profile.features}: {e}") from None
+
     @cached_property
     def features(self):
         """The log-mel feature cache (built once per data and settings, then reused)."""
         from ..features.cache import build_feature_cache
-        from ..features.logmel import FeatureConfig
 
-        return build_feature_cache(self.index, FeatureConfig(), cache_dir=self.work_dir / "features",
+        return build_feature_cache(self.index, self.feature_config, cache_dir=self.work_dir / "features",
                                    device=self.device, batch_size=self.profile.feature_batch_size,
                                    progress=self.progress)
 

@@ -4,9 +4,11 @@ Each run is keyed by its settings and the feature cache it reads, and lives in
 ``<work_dir>/models/<name>-<key>/``: a second notebook (or a second ``make reproduce``)
 asking for the same run reuses it, and a killed run resumes from its last epoch.
 
-Data splits follow DCASE2020: models train on the normal training clips of the
-development IDs (dev train) and of the evaluation IDs (the additional training set);
-"Dev" figures come from the dev test set, "Eval" figures from the eval test set.
+Data splits follow DCASE2020: ID classifiers train on the normal training clips of the
+development IDs (dev train) and of the evaluation IDs (the additional training set) together;
+the reconstruction models (autoencoder, WaveNet) train one model per machine type *and dataset*
+as the DCASE2020 baseline does (dev_data/<type>/train, eval_data/<type>/train). "Dev" figures
+come from the dev test set, "Eval" figures from the eval test set.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from ..classify.checkpoint import class_name
-from ..classify.config import TrainConfig
+from ..classify.config import EXECUTION_SETTINGS, TrainConfig
 from ..classify.evaluate import EvalSet
 from ..classify.threshold import calibrate_run
 from ..classify.train import TrainResult, fit
 from ..classify.transfer import finetune_classifier
-from ..core.machines import MACHINE_TYPES, class_labels, machine_ids
+from ..core.machines import DATASETS, MACHINE_TYPES, class_labels, machine_ids
 from ..recon import (
     ReconConfig,
     WaveNetConfig,
@@ -105,7 +107,7 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
     """
     cfg = train_config(study, overrides, seed)
     names = class_names(types)
-    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in ("device", "log_every")},
+    key = settings_key({k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_SETTINGS},
                        list(types), study.features.key)
     index = study.features.index
     tr = rows(index, types, "train")
@@ -115,26 +117,40 @@ def train_classifier(study, name: str, types: Sequence[str] = MACHINE_TYPES,
     meta = index.iloc[tr].reset_index(drop=True)
     result = fit(x, clip_classes(meta, names), cfg, study.work_dir / "models" / f"{name}-{key}",
                  eval_sets=_dev_eval_set(study, types, names), class_names=names,
-                 feature_config=study.features.config.to_dict(), progress=study.progress)
+                 feature_config=study.features.config.to_dict(), data_info=study.features.data_info,
+                 progress=study.progress)
     # decision thresholds beside each checkpoint, so that `asdlib score` can use it on new recordings
     calibrate_run(result, x, meta, device=study.device, skip_existing=True)
     return result
 
 
 def transfer_classifier(study, checkpoint: str | Path, machine_type: str,
-                        overrides: Mapping[str, Any] | None = None, seed: int | None = None) -> TrainResult:
-    """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips."""
+                        overrides: Mapping[str, Any] | None = None, seed: int | None = None,
+                        parent_types: Sequence[str] = MACHINE_TYPES) -> TrainResult:
+    """E5: fine-tune only the classifier of an integrated checkpoint on one type's clips.
+
+    The fine-tuning run holds out the integrated run's held-out clips of that type (the others
+    trained the backbone), so its label-free selection and its thresholds rest on clips no part
+    of the model was trained on; ``parent_types``: the types the integrated run trained on.
+    Every checkpoint of the run gets decision thresholds, as :func:`train_classifier`'s do.
+    """
+    from ..classify.transfer import inherited_val_index
+
     names = class_names([machine_type])
     seed = study.seed if seed is None else seed
     cfg = study.profile.finetune | dict(overrides or {}) | {"seed": seed, "device": study.device}
-    key = settings_key(str(checkpoint), cfg, study.features.key)
+    key = settings_key(str(checkpoint), cfg, study.features.key, "val: inherited")
     index = study.features.index
     tr = rows(index, [machine_type], "train")
     x = take(study.features.features, tr)
-    y = clip_classes(index.iloc[tr], names)
-    return finetune_classifier(checkpoint, x, y, names, study.work_dir / "models" / f"transfer_{machine_type}-{key}",
-                               cfg_overrides=cfg, eval_sets=_dev_eval_set(study, [machine_type], names),
-                               progress=study.progress)
+    meta = index.iloc[tr].reset_index(drop=True)
+    val = inherited_val_index(checkpoint, rows(index, parent_types, "train"), tr)
+    result = finetune_classifier(checkpoint, x, clip_classes(meta, names), names,
+                                 study.work_dir / "models" / f"transfer_{machine_type}-{key}", cfg_overrides=cfg,
+                                 eval_sets=_dev_eval_set(study, [machine_type], names), progress=study.progress,
+                                 val_index=val)
+    calibrate_run(result, x, meta, device=study.device, skip_existing=True)
+    return result
 
 
 @dataclass
@@ -244,6 +260,11 @@ def _with_seed(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame.assign(seed=int(seed))
 
 
+def run_folder(exp: Experiment, run_name: str) -> str:
+    """The folder name (before its settings key) of one run of a classifier experiment, e.g. ls0_integrated."""
+    return run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"
+
+
 def run_experiment(study, experiment: str | Experiment, save: bool = True) -> ExperimentResult:
     """Run (or reuse) a registered experiment (:mod:`asdlib.study.registry`) for every seed of the
     study, and save its scores (one file per selection rule, a ``seed`` column).
@@ -261,8 +282,7 @@ def run_experiment(study, experiment: str | Experiment, save: bool = True) -> Ex
     for seed in study.seeds:
         runs[seed] = {}
         for run_name, types in exp.groups.items():
-            folder = run_name if run_name.startswith(exp.name) else f"{exp.name}_{run_name}"  # e.g. ls0_integrated
-            r = train_classifier(study, folder, types, exp.overrides, seed)
+            r = train_classifier(study, run_folder(exp, run_name), types, exp.overrides, seed)
             t, s = evaluate_classifier(study, r, exp.name, types)
             runs[seed][run_name] = r
             tidy.append(_with_seed(t, seed))
@@ -315,42 +335,81 @@ def _recon_checkpoint(path: Path, epochs: int):
     return (model, ckpt) if len(ckpt["history"]) == epochs else None
 
 
+def _recon_models(study, kind: str, machine_type: str, train_one, score_one) -> tuple[pd.DataFrame, dict]:
+    """One model per dataset of a machine type, as the DCASE2020 baseline trains them: the dev model on
+    dev_data/<type>/train scores the dev test clips, the eval model on eval_data/<type>/train (the
+    additional training set) the eval test clips. ``train_one(tr, ids, path)`` trains or reuses a model
+    on cache rows ``tr`` (conditioned on the dataset's ``ids``), ``score_one(model, te, ids)`` scores
+    rows ``te``. Returns the test scores and the run record: ``models`` per dataset (path, history,
+    ids, n_train), and the dev model's (else the first one's) path and history at the top."""
+    index = study.features.index
+    scores, models = [], {}
+    for dataset in DATASETS:
+        tr = rows(index, [machine_type], "train", dataset)
+        te = rows(index, [machine_type], "test", dataset)
+        if len(tr) == 0 or len(te) == 0:
+            continue
+        ids = list(machine_ids(machine_type, dataset))
+        path, model, history = train_one(tr, ids, dataset)
+        meta = index.iloc[te][_RECON_COLUMNS].reset_index(drop=True)
+        scores.append(meta.assign(score=score_one(model, te, ids)))
+        models[dataset] = {"path": str(path), "history": pd.DataFrame(history), "ids": ids, "n_train": int(len(tr))}
+    if not models:
+        raise ValueError(f"no {kind} of {machine_type}: no dataset has both training and test clips")
+    first = models.get("dev") or next(iter(models.values()))
+    return pd.concat(scores, ignore_index=True), {"path": first["path"], "history": first["history"], "models": models}
+
+
+def _recon_path(study, kind: str, machine_type: str, dataset: str, *settings) -> Path:
+    key = settings_key(kind, *settings, machine_type, dataset, study.features.key)
+    return study.work_dir / "models" / f"{kind}_{machine_type}_{dataset}-{key}.pt"
+
+
 def autoencoder_type(study, machine_type: str, cfg: ReconConfig) -> tuple[pd.DataFrame, dict]:
-    """Train (or reuse) the autoencoder of one machine type; its test scores and run record."""
-    index, feats = study.features.index, study.features.features
-    tr, te = rows(index, [machine_type], "train"), rows(index, [machine_type], "test")
-    path = study.work_dir / "models" / \
-        f"autoencoder_{machine_type}-{settings_key('autoencoder', cfg, None, machine_type, study.features.key)}.pt"
-    done = _recon_checkpoint(path, cfg.epochs)
-    model, history = done if done is not None else fit_autoencoder(feats, tr, cfg, out_path=path,
-                                                                   progress=study.progress)
-    history = done[1]["history"] if done is not None else history
-    meta = index.iloc[te][_RECON_COLUMNS].reset_index(drop=True)
-    scores = meta.assign(score=score_autoencoder(model, feats, te, device=study.device))
-    return scores, {"path": str(path), "history": pd.DataFrame(history)}
+    """Train (or reuse) the autoencoders of one machine type, one per dataset as the DCASE2020 baseline
+    (its "last 10 % for validation" then holds out the dataset's last ID, as there); test scores and record."""
+    feats = study.features.features
+
+    def train_one(tr, ids, dataset):
+        path = _recon_path(study, "autoencoder", machine_type, dataset, cfg, None)
+        done = _recon_checkpoint(path, cfg.epochs)
+        if done is not None:
+            return path, done[0], done[1]["history"]
+        return (path, *fit_autoencoder(feats, tr, cfg, out_path=path, progress=study.progress))
+
+    def score_one(model, te, ids):
+        return score_autoencoder(model, feats, te, device=study.device)
+
+    return _recon_models(study, "autoencoder", machine_type, train_one, score_one)
 
 
 def wavenet_type(study, machine_type: str, cfg: ReconConfig) -> tuple[pd.DataFrame, dict]:
-    """Train (or reuse) the WaveNet of one machine type (conditioned on its IDs); its test scores and run record."""
+    """Train (or reuse) the WaveNets of one machine type, one per dataset like the autoencoder, each
+    conditioned on its dataset's IDs; test scores and record."""
     index, feats = study.features.index, study.features.features
-    ids = {mid: k for k, mid in enumerate(machine_ids(machine_type))}
-    tr, te = rows(index, [machine_type], "train"), rows(index, [machine_type], "test")
-    wcfg = WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | study.profile.wavenet_model))
-    path = study.work_dir / "models" / \
-        f"wavenet_{machine_type}-{settings_key('wavenet', cfg, wcfg, machine_type, study.features.key)}.pt"
-    done = _recon_checkpoint(path, cfg.epochs)
-    if done is not None:
-        model, history = done[0], done[1]["history"]
-    else:
-        id_tr = [ids[m] for m in index.loc[tr, "machine_id"]]
-        model, history = fit_wavenet(feats, tr, cfg, wcfg, id_index=id_tr, out_path=path, progress=study.progress)
-    meta = index.iloc[te][_RECON_COLUMNS].reset_index(drop=True)
-    s = score_wavenet(model, feats, te, id_index=[ids[m] for m in meta["machine_id"]], device=study.device)
-    return meta.assign(score=s), {"path": str(path), "history": pd.DataFrame(history)}
+
+    def wavenet_config(ids):
+        return WaveNetConfig(**({"n_mels": feats.shape[1], "num_ids": len(ids)} | study.profile.wavenet_model))
+
+    def train_one(tr, ids, dataset):
+        wcfg = wavenet_config(ids)
+        path = _recon_path(study, "wavenet", machine_type, dataset, cfg, wcfg)
+        done = _recon_checkpoint(path, cfg.epochs)
+        if done is not None:
+            return path, done[0], done[1]["history"]
+        id_tr = [ids.index(m) for m in index.loc[tr, "machine_id"]]
+        return (path, *fit_wavenet(feats, tr, cfg, wcfg, id_index=id_tr, out_path=path, progress=study.progress))
+
+    def score_one(model, te, ids):
+        return score_wavenet(model, feats, te, id_index=[ids.index(m) for m in index.loc[te, "machine_id"]],
+                             device=study.device)
+
+    return _recon_models(study, "wavenet", machine_type, train_one, score_one)
 
 
 def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
-    """Method 2: one autoencoder or WaveNet per machine type on its normal training clips.
+    """Method 2: autoencoders or WaveNets per machine type and dataset on their normal training clips
+    (the dev model scores the dev test clips, the eval model the eval test clips).
 
     Scores are the clip's mean reconstruction (AE) or next-frame prediction (WaveNet) error;
     there is no checkpoint selection (the final epoch is used, as the DCASE baseline does),
@@ -363,7 +422,7 @@ def run_reconstruction(study, kind: str, save: bool = True) -> ExperimentResult:
         cfg = recon_config(study, kind, seed)
         runs[seed], per_seed = {}, []
         for t in MACHINE_TYPES:
-            if len(rows(index, [t], "train")) == 0 or len(rows(index, [t], "test")) == 0:
+            if not any(len(rows(index, [t], "train", d)) and len(rows(index, [t], "test", d)) for d in DATASETS):
                 continue
             s, runs[seed][t] = per_type(study, t, cfg)
             per_seed.append(s)

@@ -9,6 +9,10 @@ they are converted to notebooks at run time, so an out-of-date ``.ipynb`` cannot
 Resumable: a step whose source, parameters and library code have not changed since it last
 finished is skipped, so a run killed in step 5 continues with step 5. The last step renders
 the executed notebooks, tables and figures as a static site, ``results/html/index.html``.
+
+With ``devices`` (``asdlib reproduce --devices 0,1,2,3``) a ``pretrain`` step first trains,
+in parallel over those devices, every model the notebooks about to run will ask for
+(:mod:`asdlib.study.parallel`); the notebooks then find them finished.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class ReproduceConfig:
     notebooks_dir: str = field(default_factory=lambda: str(repo_root() / "notebooks"))
     notebooks: tuple[str, ...] = NOTEBOOKS
     force: bool = False
+    devices: tuple[str, ...] = ()  # train the notebooks' models beforehand, one worker per entry (study.parallel)
     data_note: str = ""  # why this data (asdlib.study.source), written to run_info.json and results/README.md
 
     def __post_init__(self) -> None:
@@ -70,10 +75,16 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+def library_sources() -> list[Path]:
+    """Every source file of the asdlib package (not only asdlib/study), in a fixed order."""
+    pkg = Path(__file__).resolve().parents[1]
+    return sorted(pkg.rglob("*.py"))
+
+
 def _library_digest() -> str:
     """Digest of the asdlib sources, so that results never outlive the code that made them."""
-    pkg = Path(__file__).resolve().parent
-    return _digest(*(f"{p.relative_to(pkg)}\x00{p.read_text()}" for p in sorted(pkg.rglob("*.py"))))
+    pkg = Path(__file__).resolve().parents[1]
+    return _digest(*(f"{p.relative_to(pkg)}\x00{p.read_text()}" for p in library_sources()))
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -140,12 +151,21 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     state_path = work / "reproduce_state.json"
     state = _load_state(state_path)
     rows: list[dict[str, Any]] = [{"step": "data", "seconds": round(data_seconds, 2), "status": "ran"}]
+    keys = {name: _digest(_source_path(cfg, name).read_text(), json.dumps(params, sort_keys=True), code)
+            for name in cfg.notebooks}
+
+    def unchanged(name: str) -> bool:
+        return (not cfg.force and state.get(name, {}).get("key") == keys[name]
+                and (results / "executed" / f"{name}.ipynb").exists())
+
+    if cfg.devices:
+        rows.append(_pretrain(cfg, params, [n for n in cfg.notebooks if not unchanged(n)], progress))
     for name in cfg.notebooks:
         source = _source_path(cfg, name)
-        key = _digest(source.read_text(), json.dumps(params, sort_keys=True), code)
+        key = keys[name]
         output = results / "executed" / f"{name}.ipynb"
         done = state.get(name, {})
-        if not cfg.force and done.get("key") == key and output.exists():
+        if unchanged(name):
             rows.append({"step": name, "seconds": done.get("seconds"), "status": "reused"})
             if progress:
                 print(f"[reproduce] {name}: unchanged since last run, skipped", flush=True)
@@ -172,6 +192,25 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     if progress:
         print(f"[reproduce] html: {results / 'html' / 'index.html'}", flush=True)
     return rows
+
+
+def _pretrain(cfg: ReproduceConfig, params: dict[str, Any], notebooks: list[str], progress: bool) -> dict[str, Any]:
+    """The ``pretrain`` step: the models of ``notebooks`` trained in parallel over ``cfg.devices``."""
+    from .context import Study
+    from .parallel import pretrain
+
+    start = time.perf_counter()
+    if not notebooks:
+        return {"step": "pretrain", "seconds": 0.0, "status": "reused"}
+    study = Study.open(**{k: params[k] for k in ("data_root", "synthetic", "profile", "device", "seed", "seeds",
+                                                  "results_dir", "work_dir")}, progress=progress)
+    if progress:
+        print(f"[reproduce] pretrain: the models of {len(notebooks)} notebook(s) on devices {','.join(cfg.devices)}",
+              flush=True)
+    jobs = pretrain(study, notebooks, cfg.devices, progress=progress)
+    if progress:
+        print(f"[reproduce] pretrain: {len(jobs)} runs trained or found finished", flush=True)
+    return {"step": "pretrain", "seconds": round(time.perf_counter() - start, 2), "status": "ran"}
 
 
 DATA_NOTE_START, DATA_NOTE_END = "<!-- data-source: written by asdlib reproduce -->", "<!-- /data-source -->"

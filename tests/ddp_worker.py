@@ -1,0 +1,58 @@
+"""One rank of the DDP tests (tests/test_distributed.py), started by ``python -m torch.distributed.run``.
+
+    python -m torch.distributed.run --nproc_per_node=2 tests/ddp_worker.py OUT_DIR CONFIG_JSON
+
+(the test starts the two ranks itself, with the environment torchrun would set).
+
+Trains :func:`asdlib.classify.train.fit` on the test's synthetic tone clips (the same data on
+every rank) with the settings in CONFIG_JSON on the gloo backend, twice in one process group:
+uninterrupted into OUT_DIR/full, and stopped at half the epochs then resumed into
+OUT_DIR/resumed. On ranks other than 0, evaluating or saving raises.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def tones(n_per: int = 16, classes: int = 3, m: int = 16, t: int = 24, seed: int = 0):
+    """The clips of tests/test_train.py: class c has a steady tone in mel bin 2 + 4c."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per)
+    x = 0.5 * rng.normal(size=(len(y), m, t)).astype(np.float32)
+    x[np.arange(len(y)), 2 + 4 * y] += 3.0
+    return x, y
+
+
+def main(argv: list[str]) -> int:
+    torch.set_num_threads(1)
+    from asdlib.classify import distributed, train
+    from asdlib.classify.config import TrainConfig
+
+    out, cfg_json = Path(argv[0]), argv[1]
+    cfg = TrainConfig.from_dict(json.loads(cfg_json), strict=True)
+    d = distributed.init_from_env(cfg.device)
+    assert d.active and d.world == 2, d
+    if not d.main:  # no duplicated work: only rank 0 evaluates and writes
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"rank {d.rank} evaluated or saved")
+        train.evaluate_epoch = train.save_epoch = refuse
+    try:
+        x, y = tones()
+        res = train.fit(x, y, cfg, out / "full", progress=False)  # uninterrupted
+        assert res.epochs_run == cfg.epochs and len(res.history) == cfg.epochs, (d.rank, res.epochs_run)
+        half = cfg.replace(epochs=cfg.epochs // 2)
+        train.fit(x, y, half, out / "resumed", progress=False)  # stopped half-way ...
+        res = train.fit(x, y, cfg, out / "resumed", progress=False)  # ... and resumed from last.pt
+        assert res.epochs_run == cfg.epochs, (d.rank, res.epochs_run)
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
