@@ -255,8 +255,8 @@ def bootstrap_ci(scores: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, 
     the interval reflects which clips happened to be in the test set, not class balance.
     Each replicate's per-ID values go through :func:`summary_means`, as the point estimate's
     do. Returns dataset, machine_type (a type, 'Mean' or 'Harmonic Mean'), metric, value (the
-    point estimate on the original clips), ci_low, ci_high, n_boot; a replicate whose harmonic
-    mean is undefined (a type mean of 0) makes that row's interval NaN.
+    point estimate on the original clips), ci_low, ci_high, n_boot. A replicate in which a
+    type's mean is 0 (likely with a few clips per ID) has a harmonic mean of 0.
     """
     if n_boot < 1 or not (0 < alpha < 1):
         raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1, got {n_boot}, {alpha}")
