@@ -313,3 +313,37 @@ def test_train_then_score_on_synthetic_data(tmp_path, capsys):
         print(f"\nsynthetic valve: id_00 AUC {auc:.3f} (best_val_loss.pt); dev mean AUC by epoch "
               f"{h['dev_auc'].dropna().round(3).tolist()}")
     assert h["dev_auc"].max() > 0.65  # chance is 0.5; 4 dev IDs x 20 clips
+
+
+def test_calibrate_run_calibrates_one_epochs_weights_once(tmp_path, monkeypatch):
+    """best_val_loss and last hold the same epoch here (one epoch): one calibration, the same thresholds
+    and the same stored scorer fit for both, as calibrating each would give."""
+    from asdlib.classify import threshold
+    from asdlib.classify.checkpoint import load_checkpoint
+    from asdlib.classify.threshold import calibrate_run, load_fitted_scorer, scorer_fit_path, thresholds_path
+
+    files = [f for k, mid in enumerate(THREE_IDS) for f in _tone_clips(tmp_path / "train", mid, 12, 100 * (k + 1))]
+    ids = [f.name.split("_")[2] for f in files]
+    x = wav_features(files, FC.to_dict())
+    y = np.array([list(THREE_IDS).index(i) for i in ids])
+    res = fit(x, y, TrainConfig.from_dict(TINY | {"epochs": 1, "val_fraction": 0.25}, strict=True), tmp_path / "run",
+              class_names=[("fan", m) for m in THREE_IDS], feature_config=FC.to_dict(), progress=False)
+    best = res.best["val_loss"].path
+    assert res.best["val_loss"].epoch == 1 and best != res.last_path
+    calls = []
+    real = threshold.calibrate
+    monkeypatch.setattr(threshold, "calibrate", lambda ckpt, *a, **k: calls.append(ckpt) or real(ckpt, *a, **k))
+    meta = pd.DataFrame({"machine_type": "fan", "machine_id": ids})
+    out = calibrate_run(res, x, meta, scorer="knn")
+    assert len(calls) == 1 and set(out) == {"best_val_loss", "last"}
+    for ckpt in (best, res.last_path):
+        assert thresholds_path(ckpt).is_file() and scorer_fit_path(ckpt, "knn").is_file()
+        load_fitted_scorer(ckpt, "knn")  # the copied fit passes its checksum
+    assert out["best_val_loss"]["checkpoint"] != out["last"]["checkpoint"]
+    val = load_checkpoint(res.last_path)["val_index"].numpy()
+    fit_rows = np.setdiff1d(np.arange(len(ids)), val)
+    fresh = real(best, x[val], meta.iloc[val], scorer="knn", fit_features=x[fit_rows], fit_meta=meta.iloc[fit_rows],
+                 write=False)
+    for ckpt in (best, res.last_path):
+        assert load_thresholds(ckpt, "knn") == {k: v["threshold"] for k, v in fresh["thresholds"].items()}
+

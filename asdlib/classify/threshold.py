@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -158,10 +159,28 @@ def calibrate(
     if write:
         if sc.needs_fit:
             result["fit"] = _save_fit(scorer_fit_path(checkpoint, scorer), fit_emb, fit_cls, names)
-        path = thresholds_path(checkpoint)
-        stored = _read_sidecar(path) if path.exists() else {}
-        stored[scorer] = result
-        atomic_write_text(path, json.dumps(stored, indent=2))
+        _write_sidecar(checkpoint, scorer, result)
+    return result
+
+
+def _write_sidecar(checkpoint: str | os.PathLike, scorer: str, result: dict) -> None:
+    """Merge ``result`` (one scorer's calibration) into the checkpoint's thresholds file, atomically."""
+    path = thresholds_path(checkpoint)
+    stored = _read_sidecar(path) if path.exists() else {}
+    stored[scorer] = result
+    atomic_write_text(path, json.dumps(stored, indent=2))
+
+
+def _copy_calibration(source: str | os.PathLike, checkpoint: str | os.PathLike, scorer: str, result: dict) -> dict:
+    """``source``'s calibration ``result`` as ``checkpoint``'s: both hold the weights of one epoch, so the
+    scores, the thresholds and a fitting scorer's stored fit are the same (the fit file is copied)."""
+    result = dict(result, checkpoint=Path(checkpoint).name)
+    if "fit" in result:
+        dst = scorer_fit_path(checkpoint, scorer)
+        with open(scorer_fit_path(source, scorer), "rb") as src, atomic_write(dst, "wb") as f:
+            shutil.copyfileobj(src, f)
+        result["fit"] = dict(result["fit"], file=dst.name)  # same bytes: same sha256
+    _write_sidecar(checkpoint, scorer, result)
     return result
 
 
@@ -222,17 +241,26 @@ def calibrate_run(result, features, meta: pd.DataFrame, scorer: str = "softmax",
     their scores are honest normal scores. Embedding scorers fit on the other rows. Returns
     ``{label: calibration}``, empty when the run held out no clips.
     """
-    val_index = load_checkpoint(result.last_path)["val_index"].numpy()
+    state = load_checkpoint(result.last_path)
+    val_index = state["val_index"].numpy()
     if not len(val_index):
         return {}
     fit_idx = np.setdiff1d(np.arange(len(meta)), val_index)
-    targets = {f"best_{k}": b.path for k, b in result.best.items()} | {"last": result.last_path}
-    out = {}
-    for label, ckpt in targets.items():
+    # label -> (checkpoint, the epoch whose weights it holds); with few evaluations the best
+    # checkpoints are often the last epoch's, and one epoch's weights are calibrated only once
+    targets = ({f"best_{k}": (b.path, int(b.epoch)) for k, b in result.best.items()}
+               | {"last": (result.last_path, int(state["epoch"]))})
+    out, done = {}, {}  # done: epoch -> (checkpoint, calibration) of this call
+    for label, (ckpt, epoch) in targets.items():
         path = thresholds_path(ckpt)
         if skip_existing and path.exists() and scorer in _read_sidecar(path) and (
                 not make_scorer(scorer).needs_fit or scorer_fit_path(ckpt, scorer).is_file()):
             continue
+        if epoch in done:
+            source, calibration = done[epoch]
+            out[label] = _copy_calibration(source, ckpt, scorer, calibration)
+            continue
         out[label] = calibrate(ckpt, np.asarray(features[val_index]), meta.iloc[val_index], scorer=scorer,
                                fit_features=np.asarray(features[fit_idx]), fit_meta=meta.iloc[fit_idx], device=device)
+        done[epoch] = (ckpt, out[label])
     return out

@@ -207,21 +207,27 @@ def evaluate_scores(scores: pd.DataFrame, experiment: str, seed: int, **extra) -
 
 
 def evaluate_checkpoint(study, best, experiment: str, selection: str, types: Sequence[str] = MACHINE_TYPES,
-                        scorer: str = "softmax") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy per-ID results and per-clip scores of one selected checkpoint (a BestCheckpoint)."""
+                        scorer: str = "softmax", scores: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy per-ID results and per-clip scores of one selected checkpoint (a BestCheckpoint);
+    ``scores``: its per-clip scores where they are already at hand."""
     from ..classify.scorers import make_scorer
 
-    s = score(embed(study, best.path, types, with_train=make_scorer(scorer).needs_fit), scorer)
-    return evaluate_scores(s, experiment, study.seed, selection=selection, epoch=best.epoch, scorer=scorer), s
+    if scores is None:
+        scores = score(embed(study, best.path, types, with_train=make_scorer(scorer).needs_fit), scorer)
+    return evaluate_scores(scores, experiment, study.seed, selection=selection, epoch=best.epoch, scorer=scorer), scores
 
 
 def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = MACHINE_TYPES,
                         scorer: str = "softmax") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Tidy results of a trained run under both selection rules, and the scores per rule."""
-    tidy, all_scores = [], {}
+    """Tidy results of a trained run under both selection rules, and the scores per rule. Rules that
+    chose the same epoch share one pass over the clips (the same weights give the same scores)."""
+    tidy, all_scores, by_epoch = [], {}, {}
     for sel in SELECTIONS:
         if sel in result.best:
-            t, all_scores[sel] = evaluate_checkpoint(study, result.best[sel], experiment, sel, types, scorer)
+            best = result.best[sel]
+            t, all_scores[sel] = evaluate_checkpoint(study, best, experiment, sel, types, scorer,
+                                                     scores=by_epoch.get(best.epoch))
+            by_epoch[best.epoch] = all_scores[sel]
             tidy.append(t)
     return pd.concat(tidy, ignore_index=True), all_scores
 
