@@ -346,4 +346,3 @@ def test_calibrate_run_calibrates_one_epochs_weights_once(tmp_path, monkeypatch)
                  write=False)
     for ckpt in (best, res.last_path):
         assert load_thresholds(ckpt, "knn") == {k: v["threshold"] for k, v in fresh["thresholds"].items()}
-

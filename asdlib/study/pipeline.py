@@ -221,7 +221,7 @@ def data_note(cfg: ReproduceConfig, data_root: str, synthetic: bool) -> str:
     what = (f"the embedded **synthetic** dataset (profile `{cfg.profile}`)" if synthetic
             else f"**real DCASE2020 recordings** under `{data_root}` (profile `{cfg.profile}`)")
     why = f" Why: {cfg.data_note}" if cfg.data_note else ""
-    return f"**This run used {what}.**{why}"
+    return f"This run used {what}.{why}"  # the data source in bold; no nested emphasis
 
 
 def write_data_note(readme: Path, note: str) -> None:

@@ -89,8 +89,9 @@ PROFILES: dict[str, StudyProfile] = {
                                  "schedule.max_lr": 2e-3},
         finetune={"epochs": 4, "eval_every": 4, "schedule.T_up": 1, "schedule.T_0": 4, "schedule.T_mult": 1,
                   "schedule.max_lr": 5e-3},
-        # a 10-s clip gives 309 frame vectors: 5 epochs of a type's ~120 clips are ~360 steps of batch 512
-        autoencoder={"epochs": 5},
+        # a 10-s clip gives 309 frame vectors: 3 epochs of a type's ~120 clips are ~220 steps of batch 512,
+        # about as many as the smoke profile's 24 epochs of 2-s clips
+        autoencoder={"epochs": 3},
         wavenet={"epochs": 2},
         wavenet_model={"residual_channels": 32, "skip_channels": 32, "dilations": (1, 2, 4, 8)},
         tsne={"perplexity": 15, "n_iter": 500},
