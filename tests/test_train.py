@@ -208,3 +208,19 @@ def test_transfer_holds_out_the_integrated_runs_held_out_clips(tmp_path):
         for ckpt in [r.last_path] + [b.path for b in r.best.values()]:  # calibrated, as E1/E2 checkpoints are
             assert set(load_thresholds(ckpt)) == {f"{machine_type}/{i}" for i in
                                                   ("00", "01", "02", "03", "04", "05", "06")}
+
+
+def test_transfer_fine_tunes_one_epochs_weights_once():
+    """E5 fine-tunes the checkpoint of each selection rule; where two rules chose the same epoch, the
+    first rule's checkpoint serves both (identical weights), otherwise each rule's own."""
+    from types import SimpleNamespace as NS
+
+    from asdlib.study.experiments import SELECTIONS, transfer_source
+
+    first, second = SELECTIONS
+    same = NS(best={first: NS(epoch=6, path="a.pt"), second: NS(epoch=6, path="b.pt")})
+    assert transfer_source(same, first) == transfer_source(same, second) == "a.pt"
+    other = NS(best={first: NS(epoch=4, path="a.pt"), second: NS(epoch=6, path="b.pt")})
+    assert (transfer_source(other, first), transfer_source(other, second)) == ("a.pt", "b.pt")
+    only = NS(best={second: NS(epoch=6, path="b.pt")})
+    assert transfer_source(only, second) == "b.pt"

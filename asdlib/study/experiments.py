@@ -306,17 +306,28 @@ def run_transfer(study, integrated: ExperimentResult, experiment: str = "transfe
     for seed, by_name in integrated.runs.items():
         run = by_name["integrated"]
         runs[seed] = {}
+        scored = {}  # (fine-tuning run, epoch) -> per-clip scores: one epoch's weights are scored once
         for sel in SELECTIONS:
             if sel not in run.best:
                 continue
             for t in MACHINE_TYPES:
-                r = transfer_classifier(study, run.best[sel].path, t, overrides, seed)
+                r = transfer_classifier(study, transfer_source(run, sel), t, overrides, seed)
                 runs[seed][f"transfer_{t}__{sel}"] = r
                 best = r.best.get(sel) or next(iter(r.best.values()))
-                t_, s_ = evaluate_checkpoint(study, best, experiment, sel, [t])
+                key = (r.out_dir, best.epoch)
+                t_, scored[key] = evaluate_checkpoint(study, best, experiment, sel, [t], scores=scored.get(key))
                 tidy.append(_with_seed(t_, seed))
-                scores.setdefault(sel, []).append(_with_seed(s_, seed))
+                scores.setdefault(sel, []).append(_with_seed(scored[key], seed))
     return _collect(study, experiment, tidy, scores, runs, save)
+
+
+def transfer_source(run, selection: str) -> str:
+    """The checkpoint of the integrated ``run`` that E5 fine-tunes for ``selection``: that rule's, or,
+    where an earlier rule of :data:`SELECTIONS` chose the same epoch, the earlier rule's (the same
+    weights, so they are fine-tuned once and the fine-tuned run serves both rules)."""
+    epoch = run.best[selection].epoch
+    first = next(s for s in SELECTIONS if s in run.best and run.best[s].epoch == epoch)
+    return run.best[first].path
 
 
 RECON_KINDS = ("autoencoder", "wavenet")

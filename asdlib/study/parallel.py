@@ -163,7 +163,10 @@ def train_job(study, job: Job) -> str:
                                          e2.overrides, job.seed)
         if selection not in integrated.best:
             return "skipped"
-        ex.transfer_classifier(study, integrated.best[selection].path, machine_type, None, job.seed)
+        source = ex.transfer_source(integrated, selection)
+        if source != integrated.best[selection].path:
+            return "skipped"  # an earlier rule chose the same epoch: its job fine-tunes these weights
+        ex.transfer_classifier(study, source, machine_type, None, job.seed)
     return "trained"
 
 
