@@ -75,16 +75,17 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # asdlib/
+
+
 def library_sources() -> list[Path]:
     """Every source file of the asdlib package (not only asdlib/study), in a fixed order."""
-    pkg = Path(__file__).resolve().parents[1]
-    return sorted(pkg.rglob("*.py"))
+    return sorted(PACKAGE_DIR.rglob("*.py"))
 
 
 def _library_digest() -> str:
     """Digest of the asdlib sources, so that results never outlive the code that made them."""
-    pkg = Path(__file__).resolve().parents[1]
-    return _digest(*(f"{p.relative_to(pkg)}\x00{p.read_text()}" for p in library_sources()))
+    return _digest(*(f"{p.relative_to(PACKAGE_DIR)}\x00{p.read_text()}" for p in library_sources()))
 
 
 def _load_state(path: Path) -> dict[str, Any]:
