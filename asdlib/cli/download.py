@@ -4,6 +4,16 @@ from __future__ import annotations
 import argparse
 
 
+def _retries(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (0: no retry), got {value!r}")
+    return n
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "download",
@@ -19,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=None,
                    help="records base URL (default: $ASDLIB_ZENODO_URL or https://zenodo.org/record)")
     p.add_argument("--keep-archives", action="store_true", help="keep the zips in ROOT/downloads/ after extraction")
-    p.add_argument("--retries", type=int, default=3, help="reconnections (resumed) after a broken connection (default 3)")
+    p.add_argument("--retries", type=_retries, default=3,
+                   help="retries of each file (or, with --subset, of each request) after a broken connection or a "
+                   "busy server (429/5xx, waited for as its Retry-After asks, up to 120 s), 0 or more (default 3)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server on each read (default 60)")
     p.add_argument("--dry-run", action="store_true", help="list the files, URLs and sizes and what is already done")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -12,7 +12,14 @@ Every step is safe to interrupt and to rerun:
   eval zips), so a kill mid-extraction leaves no half-filled part folder. An existing
   ``<type>/<part>`` folder is replaced: the verified zip is the source of truth for it;
 * a marker ``<root>/downloads/<file>.done`` (JSON) is written last; a rerun skips a file whose
-  marker exists and whose extracted folders are still there.
+  marker exists and whose extracted folders are still there;
+* one run at a time fills a root (:mod:`asdlib.data.lock`): a second one stops with a message
+  naming the lock and the process that holds it.
+
+The HTTP side is :class:`asdlib.data.httpclient.HttpClient`, the subset's client too: 429/5xx
+answers are retried after ``Retry-After`` (up to ``max_wait`` seconds; a longer one is reported)
+or a backoff, and ``retries`` bounds the retries of a file in all (busy answers and cut
+connections together).
 
 Zip members may start with ``<type>/`` or with ``dev_data/<type>/`` (``eval_data/<type>/``);
 both land in the same place. Archives are deleted after extraction unless ``keep_archives``.
@@ -34,11 +41,12 @@ from tqdm.auto import tqdm
 from ..core.errors import DatasetLayoutError, DownloadError
 from ..core.machines import GROUND_TRUTH_FILE
 from ..core.utils import atomic_write_text
+from .httpclient import BodyCut, HttpClient, RangeMismatch, transport_errors
 from .index import read_ground_truth
+from .lock import root_lock
 from .zenodo import DOWNLOAD_PARTS, ZenodoFile, file_url, select_files
 
 SPACE_FACTOR = 2.2  # a zip plus its extracted WAVs (deflate barely compresses PCM)
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,8 @@ def md5sum(path: Path, chunk_size: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _free_bytes(path: Path) -> int:
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or would hold it)."""
     while not path.exists():  # the root may not exist yet: ask its nearest existing parent
         path = path.parent
     return shutil.disk_usage(path).free
@@ -94,7 +103,7 @@ def check_disk_space(root: Path, files: Iterable[ZenodoFile]) -> None:
         if f.size is not None:
             part = downloads_dir(root) / f"{f.filename}.part"
             need += _need_bytes(f, f.size, part.stat().st_size if part.exists() else 0)
-    free = _free_bytes(root)
+    free = free_bytes(root)
     if need > free:
         raise DownloadError(
             f"not enough disk space under {root}: about {need / 1e9:.2f} GB needed (archives plus extracted clips), "
@@ -102,12 +111,9 @@ def check_disk_space(root: Path, files: Iterable[ZenodoFile]) -> None:
         )
 
 
-def _fetch(session, url: str, part: Path, f: ZenodoFile, chunk_size: int, timeout: float,
-           retries: int, retry_wait: float, progress: bool) -> None:
-    """Stream ``url`` into ``part``, resuming what is there; retry broken connections."""
-    import requests
-
-    attempt = 0
+def _fetch(client: HttpClient, url: str, part: Path, f: ZenodoFile, chunk_size: int, progress: bool) -> None:
+    """Stream ``url`` into ``part``, resuming what is there; a cut connection is resumed within ``client.retries``."""
+    attempts = client.attempts()
     while True:
         offset = part.stat().st_size if part.exists() else 0
         if f.size is not None and offset == f.size:
@@ -115,50 +121,40 @@ def _fetch(session, url: str, part: Path, f: ZenodoFile, chunk_size: int, timeou
         if f.size is not None and offset > f.size:
             part.unlink()
             offset = 0
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
         written, total = offset, None
         try:
-            with session.get(url, stream=True, headers=headers, timeout=timeout) as resp:
-                if resp.status_code == 416 and offset:  # our partial file is not a prefix of theirs
-                    part.unlink()
-                    continue
-                if resp.status_code in RETRY_STATUS and attempt < retries:
-                    raise requests.ConnectionError(f"HTTP {resp.status_code}")
-                if resp.status_code not in (200, 206):
-                    raise DownloadError(f"{url}: HTTP {resp.status_code} {resp.reason or ''}".rstrip())
+            with client.open(url, f"bytes={offset}-" if offset else None, (offset, None) if offset else None,
+                             whole_ok=True, attempts=attempts) as resp:
                 resumed = resp.status_code == 206
-                if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                    part.unlink(missing_ok=True)  # a range we did not ask for: start over without Range
-                    continue
                 if not resumed:
                     offset = written = 0  # the server ignored Range and sends everything: start over
                 length = resp.headers.get("Content-Length")
                 total = offset + int(length) if length and length.isdigit() else f.size
-                if total is not None and _need_bytes(f, total, offset) > _free_bytes(part.parent):
+                if total is not None and _need_bytes(f, total, offset) > free_bytes(part.parent):
                     raise DownloadError(
                         f"not enough disk space for {f.filename} ({total / 1e9:.2f} GB, about "
                         f"{_need_bytes(f, total, offset) / 1e9:.2f} GB with extraction) in {part.parent}: "
-                        f"{_free_bytes(part.parent) / 1e9:.2f} GB free"
+                        f"{free_bytes(part.parent) / 1e9:.2f} GB free"
                     )
                 with open(part, "ab" if resumed else "wb") as out, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                     desc=f.filename, disable=not progress, leave=False,
                 ) as bar:
-                    for chunk in resp.iter_content(chunk_size=chunk_size):
+                    for chunk in client.body(resp, chunk_size):
                         out.write(chunk)
                         written += len(chunk)
                         bar.update(len(chunk))
             if total is not None and written != total:
-                raise requests.ConnectionError(f"connection closed after {written} of {total} bytes")
+                raise BodyCut(f"connection closed after {written} of {total} bytes")
             return
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-            attempt += 1
-            if attempt > retries:
+        except RangeMismatch:  # 416 or another range: our partial file is not a prefix of theirs
+            part.unlink(missing_ok=True)  # start over without Range (no Range, no mismatch: this happens once)
+        except transport_errors() as e:
+            try:
+                client.retry_after_cut(attempts, url, "the download", e)
+            except DownloadError as err:
                 kept = f"; the partial file {part} is kept: run again to resume" if part.exists() else ""
-                raise DownloadError(f"download of {url} failed after {attempt} attempt(s): {e}{kept}") from e
-            time.sleep(retry_wait * attempt)
+                raise DownloadError(f"{err}{kept}") from e
 
 
 def _verify(f: ZenodoFile, path: Path, url: str) -> None:
@@ -250,41 +246,58 @@ def download(
     retries: int = 3,
     retry_wait: float = 2.0,
     keep_archives: bool = False,
+    *,
+    max_wait: float = 120.0,
+    client: HttpClient | None = None,
+    lock_wait: float = 0.0,
 ) -> list[DownloadResult]:
     """Download, verify and install the chosen files under ``root``; idempotent.
 
     ``files`` overrides the selection by ``machine_types``/``parts`` (tests pass their own).
-    ``timeout`` is per network read, in seconds; ``retries`` counts reconnections (resumed
-    with ``Range``) after a broken connection or a 5xx/429 answer.
+    ``timeout`` is per network read, in seconds; ``retries`` bounds the retries of each file
+    (reconnections resumed with ``Range`` after a broken connection, and 429/5xx answers, retried
+    after ``Retry-After`` up to ``max_wait`` s or after ``retry_wait``, ``2 * retry_wait``, ... s).
+    ``client`` replaces the HTTP client these settings make (tests pass one whose waits do not
+    sleep). ``lock_wait``: seconds to wait for another run that fills ``root`` (default: stop at once).
     """
-    import requests
-
     root = Path(root).expanduser().resolve()
     chosen = list(files) if files is not None else select_files(machine_types, parts)
+    own = client is None
+    if own:  # checks the settings before anything else
+        client = HttpClient(timeout=timeout, retries=retries, backoff=retry_wait, max_wait=max_wait,
+                            user_agent="asdlib-downloader")
+    try:
+        with root_lock(root, "asdlib download", wait_s=lock_wait):
+            return _download(root, chosen, client, base_url, progress, chunk_size, keep_archives)
+    finally:
+        if own:
+            client.close()
+
+
+def _download(root: Path, chosen: list[ZenodoFile], client: HttpClient, base_url: str | None, progress: bool,
+              chunk_size: int, keep_archives: bool) -> list[DownloadResult]:
     todo = [f for f in chosen if not is_done(root, f)]
     results = [DownloadResult(f, "skipped", ()) for f in chosen if f not in todo]
     if not todo:
         return results
     check_disk_space(root, todo)
     downloads_dir(root).mkdir(parents=True, exist_ok=True)
-    with requests.Session() as session:
-        session.headers["User-Agent"] = "asdlib-downloader"
-        for f in tqdm(todo, desc="files", unit="file", disable=not progress or len(todo) < 2):
-            url = file_url(f, base_url)
-            final = downloads_dir(root) / f.filename
-            if not final.exists():  # ``final`` only ever exists verified
-                part = final.with_name(f.filename + ".part")
-                _fetch(session, url, part, f, chunk_size, timeout, retries, retry_wait, progress)
-                _verify(f, part, url)
-                os.replace(part, final)
-            if f.is_archive:
-                targets = extract(f, final, root, progress)
-            else:
-                os.replace(final, root / GROUND_TRUTH_FILE)
-                targets = (GROUND_TRUTH_FILE,)
-            record = {**asdict(f), "targets": list(targets), "completed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            atomic_write_text(marker_path(root, f), json.dumps(record, indent=2) + "\n")
-            if f.is_archive and not keep_archives:  # after the marker: a kill here costs no re-download
-                final.unlink()
-            results.append(DownloadResult(f, "downloaded", targets))
+    for f in tqdm(todo, desc="files", unit="file", disable=not progress or len(todo) < 2):
+        url = file_url(f, base_url)
+        final = downloads_dir(root) / f.filename
+        if not final.exists():  # ``final`` only ever exists verified
+            part = final.with_name(f.filename + ".part")
+            _fetch(client, url, part, f, chunk_size, progress)
+            _verify(f, part, url)
+            os.replace(part, final)
+        if f.is_archive:
+            targets = extract(f, final, root, progress)
+        else:
+            os.replace(final, root / GROUND_TRUTH_FILE)
+            targets = (GROUND_TRUTH_FILE,)
+        record = {**asdict(f), "targets": list(targets), "completed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write_text(marker_path(root, f), json.dumps(record, indent=2) + "\n")
+        if f.is_archive and not keep_archives:  # after the marker: a kill here costs no re-download
+            final.unlink()
+        results.append(DownloadResult(f, "downloaded", targets))
     return results

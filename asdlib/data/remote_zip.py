@@ -14,278 +14,50 @@ How an archive is read (:class:`RemoteZip`):
 2. each chosen member occupies ``[header_offset, next entry's header_offset)``; members that
    lie next to each other (or with at most ``max_gap`` bytes of unwanted members between them,
    and at most ``max_request`` bytes in all) are fetched with one request (:func:`coalesce`);
-3. the body is streamed and cut into members as it arrives: each one is inflated (stored or
-   deflated), its size and CRC-32 compared with the central directory, and handed over at once,
-   so a connection dropped in the middle of a request loses only the member in flight; the
-   members not yet received are planned again and fetched with a new request.
+3. the body is streamed and cut into members as it arrives: each one must lie inside its span
+   (its local header, name, extra field and data end before the next entry), is inflated
+   (stored or deflated) to at most its stated size plus one byte (a member whose directory entry
+   understates its size is refused after that byte, not after inflating all of it), its size and
+   CRC-32 compared with the central directory, and handed over at once, so a connection dropped
+   in the middle of a request loses only the member in flight; the members not yet received are
+   planned again and fetched with a new request.
 
-The server must answer ``Range`` with 206 Partial Content. One that answers 200 (the whole
-archive) is refused at once: the response is closed before its body is read and
-:class:`RangeNotSupported` says why. 429 and 5xx answers are retried after ``Retry-After``
-(seconds or an HTTP date) or an exponential backoff, both bounded by ``max_wait``; requests are
-spaced by ``min_interval`` seconds (Zenodo allows about 60 a minute), redirect hops included.
-The final URL of a redirected request is remembered, so later ranges of the same archive go
-straight to it (and go back to the original URL if the remembered one stops answering).
+The HTTP side is :class:`asdlib.data.httpclient.HttpClient`, shared with the whole-archive
+downloader: urllib3's Retry (429/5xx after ``Retry-After`` or a backoff, both bounded by
+``max_wait``), requests spaced by ``min_interval`` seconds (Zenodo allows about 60 a minute),
+an overall deadline per request, and one budget of retries per fetch, which a cut body and a
+busy server share (and which a member received renews). The server must answer ``Range`` with
+206 Partial Content; one that answers 200 (the whole archive) is refused at once: the response
+is closed before its body is read and :class:`RangeNotSupported` says why.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
 import struct
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Iterator, Sequence
 
 from ..core.errors import DownloadError
+from .httpclient import (
+    Attempts,
+    BodyCut,
+    HttpClient,
+    RangeNotSupported,
+    parse_content_range,
+    retry_after_seconds,
+    transport_errors,
+)
 
 __all__ = ["RangeClient", "RemoteZip", "Member", "RangeNotSupported", "coalesce", "retry_after_seconds"]
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+RangeClient = HttpClient  # the name this module's users knew; one client serves both downloaders
 DEFAULT_TAIL_BYTES = 1 << 20
 DEFAULT_MAX_GAP = 1 << 20  # about three clips of unwanted bytes may be read to save a request
 DEFAULT_MAX_REQUEST = 64 << 20
-CHUNK = 1 << 16
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, csize, usize, n, m
 _LOCAL_SIGNATURE = b"PK\x03\x04"
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
-
-
-class RangeNotSupported(DownloadError):
-    """The server answered a ``Range`` request with the whole file (200): a subset is impossible."""
-
-
-class _BodyCut(Exception):
-    """The connection broke (or closed early) in the middle of a body: retry what is missing."""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds (it is either a number of seconds or an HTTP date); None if absent/unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def _iter_body(resp) -> Iterator[bytes]:
-    """The body as it arrives. ``read1`` hands over every byte received before a connection
-    drops (``iter_content`` would lose the chunk in progress, up to ``CHUNK`` bytes)."""
-    read1 = getattr(resp.raw, "read1", None)
-    if read1 is None:  # urllib3 < 2.2
-        yield from resp.iter_content(CHUNK)
-        return
-    while chunk := read1(CHUNK):
-        yield chunk
-
-
-def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
-    m = _CONTENT_RANGE.match(value or "")
-    if m is None:
-        return None
-    return int(m[1]), int(m[2]), (None if m[3] == "*" else int(m[3]))
-
-
-class RangeClient:
-    """A ``requests`` session that sends range requests politely and checks the answers.
-
-    ``retries`` bounds the attempts after a failed connection or a 429/5xx answer (per
-    request); ``min_interval`` spaces requests (1 s: at most 60 a minute, counting redirect
-    hops); ``backoff`` is the first wait when the server gives no ``Retry-After`` (doubled on
-    each attempt); no wait exceeds ``max_wait``, and a server that asks for more is reported
-    as an error rather than waited for. ``requests``, ``bytes_received`` and ``waited_s``
-    count what this client did.
-    """
-
-    def __init__(self, *, timeout: float = 60.0, retries: int = 5, min_interval: float = 1.0, backoff: float = 2.0,
-                 max_wait: float = 120.0, user_agent: str = "asdlib-subset") -> None:
-        import requests
-
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = user_agent
-        self.timeout, self.retries, self.min_interval = timeout, retries, min_interval
-        self.backoff, self.max_wait = backoff, max_wait
-        self.requests = 0  # HTTP requests sent, redirect hops included
-        self.bytes_received = 0
-        self.waited_s = 0.0  # time slept for Retry-After, backoff and spacing
-        self._resolved: dict[str, str] = {}  # original URL -> where its redirects led
-        self._next_time = 0.0
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> RangeClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-            self.waited_s += seconds
-
-    def backoff_wait(self, attempt: int) -> float:
-        return min(self.max_wait, self.backoff * 2 ** max(attempt - 1, 0))
-
-    def _retry_wait(self, resp, attempt: int, url: str) -> float:
-        asked = retry_after_seconds(resp.headers.get("Retry-After"))
-        if asked is None:
-            return self.backoff_wait(attempt)
-        if asked > self.max_wait:
-            raise DownloadError(
-                f"{url}: HTTP {resp.status_code}, the server asks to wait {asked:.0f} s (Retry-After), more than "
-                f"the {self.max_wait:.0f} s allowed; run the command again later (verified clips are kept)"
-            )
-        return asked
-
-    @contextlib.contextmanager
-    def open(self, url: str, byte_range: str | None = None, expect: tuple[int, int] | None = None) -> Iterator:
-        """A streamed response for ``url`` with ``Range: <byte_range>``, checked; closed on exit.
-
-        With a range, only a 206 whose ``Content-Range`` matches ``expect`` (first, last byte)
-        passes; a 200 closes the connection before the body and raises
-        :class:`RangeNotSupported`. Without a range, only 200 passes.
-        """
-        import requests
-
-        headers = {"Accept-Encoding": "identity"}
-        if byte_range:
-            headers["Range"] = byte_range
-        attempt = 0
-        while True:
-            target = self._resolved.get(url, url)
-            wait = self._next_time - time.monotonic()
-            self._sleep(wait)
-            try:
-                resp = self.session.get(target, headers=headers, stream=True, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                self.requests += 1
-                self._next_time = time.monotonic() + self.min_interval
-                attempt += 1
-                if attempt > self.retries:
-                    raise DownloadError(f"{url}: no answer after {attempt} attempt(s): {e}") from e
-                self._sleep(self.backoff_wait(attempt))
-                continue
-            hops = len(resp.history)
-            self.requests += 1 + hops
-            self._next_time = time.monotonic() + self.min_interval * (1 + hops)
-            if hops:
-                self._resolved[url] = resp.url
-            code = resp.status_code
-            if code in RETRY_STATUS:
-                resp.close()
-                attempt += 1
-                if attempt > self.retries:
-                    raise DownloadError(f"{url}: HTTP {code} {resp.reason or ''} after {attempt} attempt(s); "
-                                        "the server is busy or rate-limiting: run the command again later")
-                self._sleep(self._retry_wait(resp, attempt, url))
-                continue
-            if code in (401, 403, 404, 410) and target != url:
-                resp.close()  # a remembered redirect target that expired: follow the original URL again
-                self._resolved.pop(url, None)
-                continue
-            try:
-                if byte_range and code == 200:
-                    length = resp.headers.get("Content-Length")
-                    size = f" ({int(length):,} bytes)" if length and length.isdigit() else ""
-                    raise RangeNotSupported(
-                        f"{url}: the server ignored the Range request and started sending the whole file{size} "
-                        "(HTTP 200 instead of 206 Partial Content). A subset cannot be read from it without "
-                        "downloading entire archives, so the connection was closed and nothing was written. Use a "
-                        "server that honours Range (zenodo.org does), or download whole archives with "
-                        "`asdlib download` without --subset."
-                    )
-                wanted = 206 if byte_range else 200
-                if code != wanted:
-                    raise DownloadError(f"{url}: HTTP {code} {resp.reason or ''}".rstrip()
-                                        + (f" for Range {byte_range}" if byte_range else ""))
-                if byte_range:
-                    got = _parse_content_range(resp.headers.get("Content-Range"))
-                    if got is None or (expect is not None and got[:2] != expect):
-                        raise DownloadError(f"{url}: asked for {byte_range}, the server sent "
-                                            f"Content-Range {resp.headers.get('Content-Range')!r}")
-            except BaseException:
-                resp.close()  # closes the socket: a refused body is not read
-                raise
-            try:
-                yield resp
-            finally:
-                resp.close()
-            return
-
-    def read_range(self, url: str, start: int | None, end: int | None, suffix: int | None = None) -> tuple[int, bytes, int]:
-        """Bytes ``[start, end]`` (or the last ``suffix`` bytes) as ``(first offset, data, file size)``.
-
-        A body cut short is fetched again (``retries`` times).
-        """
-        import requests
-        import urllib3
-
-        rng = f"bytes=-{suffix}" if suffix is not None else f"bytes={start}-{end}"
-        expect = None if suffix is not None else (start, end)
-        for attempt in range(1, self.retries + 2):
-            try:
-                with self.open(url, rng, expect) as resp:
-                    first, last, total = _parse_content_range(resp.headers["Content-Range"])
-                    parts = []
-                    for chunk in _iter_body(resp):
-                        parts.append(chunk)
-                        self.bytes_received += len(chunk)
-                    data = b"".join(parts)
-                if len(data) != last - first + 1:
-                    raise _BodyCut(f"got {len(data)} of {last - first + 1} bytes")
-                if total is None:
-                    raise DownloadError(f"{url}: the server does not say how large the file is (Content-Range */)")
-                return first, data, total
-            except (_BodyCut, requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
-                    requests.Timeout, urllib3.exceptions.HTTPError) as e:
-                if attempt > self.retries:
-                    raise DownloadError(f"{url}: reading {rng} failed after {attempt} attempt(s): {e}") from e
-                self._sleep(self.backoff_wait(attempt))
-        raise AssertionError("unreachable")
-
-    def read_whole(self, url: str, max_bytes: int) -> bytes:
-        """A small file, whole (no Range); refused when larger than ``max_bytes``."""
-        import requests
-        import urllib3
-
-        for attempt in range(1, self.retries + 2):
-            try:
-                with self.open(url) as resp:
-                    length = resp.headers.get("Content-Length")
-                    if length and length.isdigit() and int(length) > max_bytes:
-                        raise DownloadError(f"{url}: {int(length):,} bytes, expected a small file (at most {max_bytes:,})")
-                    parts, n = [], 0
-                    for chunk in _iter_body(resp):
-                        parts.append(chunk)
-                        n += len(chunk)
-                        self.bytes_received += len(chunk)
-                        if n > max_bytes:
-                            raise DownloadError(f"{url}: more than {max_bytes:,} bytes, expected a small file")
-                data = b"".join(parts)
-                if length and length.isdigit() and len(data) != int(length):
-                    raise _BodyCut(f"got {len(data)} of {length} bytes")
-                return data
-            except (_BodyCut, requests.exceptions.ChunkedEncodingError, requests.ConnectionError,
-                    requests.Timeout, urllib3.exceptions.HTTPError) as e:
-                if attempt > self.retries:
-                    raise DownloadError(f"{url}: download failed after {attempt} attempt(s): {e}") from e
-                self._sleep(self.backoff_wait(attempt))
-        raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -385,7 +157,15 @@ class RemoteZip:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, ValueError) as e:
             raise DownloadError(f"{url}: not a readable zip archive ({e})") from e
         self.start_dir = start_dir
-        offsets = sorted({i.header_offset for i in infos} | {start_dir})
+        seen: dict[int, str] = {}
+        for i in infos:  # each member's span must be its own and lie before the central directory
+            if i.header_offset >= start_dir or i.header_offset in seen:
+                why = ("after the central directory" if i.header_offset >= start_dir
+                       else f"at the same offset as {seen[i.header_offset]!r}")
+                raise DownloadError(f"{url}: member {i.filename!r} starts at byte {i.header_offset:,}, {why}; "
+                                    "the archive is malformed")
+            seen[i.header_offset] = i.filename
+        offsets = sorted(set(seen) | {start_dir})
         following = {a: b for a, b in zip(offsets, offsets[1:])}
         self.members = {i.filename: Member(i, i.header_offset, following[i.header_offset])
                         for i in infos if not i.is_dir()}
@@ -410,26 +190,25 @@ class RemoteZip:
 
     def fetch(self, members: Sequence[Member], *, max_gap: int = DEFAULT_MAX_GAP,
               max_request: int = DEFAULT_MAX_REQUEST, crc_retries: int = 2, progress=None) -> Iterator[tuple[Member, bytes]]:
-        """Yield ``(member, uncompressed bytes)`` for each member, each checked against its size and CRC-32.
+        """Yield ``(member, uncompressed bytes)`` for each member, each checked against its span, size and CRC-32.
 
         Coalesced requests (see :func:`coalesce`). A member that fails its check is discarded
         and fetched again, at most ``crc_retries`` times, then :class:`DownloadError`. A
-        connection cut mid-body is retried from the first member not yet received; after
-        ``client.retries`` cuts in a row without any member received, :class:`DownloadError`.
+        connection cut mid-body (or a request past its deadline) is retried from the first
+        member not yet received. Cuts and busy answers share one budget of ``client.retries``
+        retries, renewed whenever a member arrives; spent, :class:`DownloadError`.
         ``progress`` (a tqdm bar or None) is advanced by the bytes received.
         """
         remaining = {m.name: m for m in members}
         failures: dict[str, int] = {}
-        cuts_in_a_row = 0
+        attempts = self.client.attempts()
         self.member_requests = 0
         while remaining:
             for group in coalesce(list(remaining.values()), max_gap, max_request):
-                received = 0
                 try:
-                    for m, data, problem in self._stream_group(group, progress):
+                    for m, data, problem in self._stream_group(group, progress, attempts):
                         if problem is None:
-                            received += 1
-                            cuts_in_a_row = 0
+                            attempts.used = 0  # progress: the budget is renewed
                             del remaining[m.name]
                             yield m, data
                             continue
@@ -440,31 +219,25 @@ class RemoteZip:
                                 "the server keeps sending damaged bytes. Nothing damaged was kept: run the command "
                                 "again later to fetch what is missing"
                             )
-                except _BodyCut as e:
-                    cuts_in_a_row = 0 if received else cuts_in_a_row + 1
-                    if cuts_in_a_row > self.client.retries:
-                        raise DownloadError(
-                            f"{self.url}: the connection broke {cuts_in_a_row} times in a row without delivering a "
-                            f"member ({e}); verified members are kept, run the command again to resume"
-                        ) from e
-                    self.client._sleep(self.client.backoff_wait(max(cuts_in_a_row, 1)))
+                except BodyCut as e:
+                    try:
+                        self.client.retry_after_cut(attempts, self.url, "reading members", e)
+                    except DownloadError as err:
+                        raise DownloadError(f"{err}; verified members are kept, run the command again to resume") from e
                     break  # plan the remaining members again
 
-    def _stream_group(self, group: list[Member], progress) -> Iterator[tuple[Member, bytes | None, str | None]]:
-        import requests
-        import urllib3
-
+    def _stream_group(self, group: list[Member], progress,
+                      attempts: Attempts) -> Iterator[tuple[Member, bytes | None, str | None]]:
         start, end = group[0].start, group[-1].end
         buf, base, idx = bytearray(), start, 0  # base: archive offset of buf[0]
         self.member_requests += 1
         try:
-            with self.client.open(self.url, f"bytes={start}-{end - 1}", (start, end - 1)) as resp:
-                total = _parse_content_range(resp.headers.get("Content-Range"))[2]
+            with self.client.open(self.url, f"bytes={start}-{end - 1}", (start, end - 1), attempts=attempts) as resp:
+                total = parse_content_range(resp.headers.get("Content-Range"))[2]
                 if total is not None and total != self.size:
                     raise DownloadError(f"{self.url}: the archive is now {total:,} bytes, it was {self.size:,} when its "
                                         "directory was read (changed on the server?); run the command again")
-                for chunk in _iter_body(resp):
-                    self.client.bytes_received += len(chunk)
+                for chunk in self.client.body(resp):
                     if progress is not None:
                         progress.update(len(chunk))
                     buf += chunk
@@ -478,27 +251,46 @@ class RemoteZip:
                         base = m.start + used
                         idx += 1
                         yield m, data, problem
-        except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, requests.Timeout,
-                urllib3.exceptions.HTTPError) as e:
-            raise _BodyCut(str(e)) from e
+        except BodyCut:
+            raise
+        except transport_errors() as e:
+            raise BodyCut(str(e)) from e
         if idx < len(group):
-            raise _BodyCut(f"the body ended {len(group) - idx} member(s) short")
+            raise BodyCut(f"the body ended {len(group) - idx} member(s) short")
+
+
+def _inflate(raw: bytes, size: int) -> tuple[bytes | None, str | None]:
+    """Raw deflate ``raw`` into at most ``size + 1`` bytes: ``(data, None)`` or ``(None, problem)``."""
+    d = zlib.decompressobj(-15)
+    try:
+        data = d.decompress(raw, size + 1)
+    except zlib.error as e:
+        return None, f"corrupt deflate data ({e})"
+    if len(data) > size or d.unconsumed_tail:
+        return None, f"it inflates to more than the {size:,} bytes its directory entry states"
+    if not d.eof:
+        return None, "the deflate stream is incomplete"
+    return data, None
 
 
 def _take_member(m: Member, buf: bytearray, at: int) -> tuple[int, bytes | None, str | None] | None:
     """Decode member ``m`` whose local header starts at ``buf[at]``.
 
     Returns None while ``buf`` does not hold all of it yet, else ``(bytes used from at,
-    data or None, problem or None)``.
+    data or None, problem or None)``. Nothing outside ``m``'s span ``[start, end)`` is read.
     """
+    span = m.end - m.start
     if len(buf) < at + _LOCAL_HEADER.size:
         return None
     sig, _, flags, _, _, _, _, _, _, n, extra = _LOCAL_HEADER.unpack_from(buf, at)
     if sig != _LOCAL_SIGNATURE:
-        span = m.end - m.start
         return (span, None, "no local file header where the central directory puts it") if len(buf) >= at + span else None
     data_at = at + _LOCAL_HEADER.size + n + extra
     data_end = data_at + m.compressed_size
+    if data_end - at > span:
+        why = (f"its local header and data would end at byte {m.start + data_end - at:,}, past the "
+               f"{span:,}-byte span that the central directory leaves it (up to byte {m.end:,})")
+        return (span, None, why) if len(buf) >= at + span else None
     if len(buf) < data_end:
         return None
     used = data_end - at
@@ -512,13 +304,9 @@ def _take_member(m: Member, buf: bytearray, at: int) -> tuple[int, bytes | None,
     if info.compress_type == zipfile.ZIP_STORED:
         data = raw
     elif info.compress_type == zipfile.ZIP_DEFLATED:
-        try:
-            d = zlib.decompressobj(-15)
-            data = d.decompress(raw) + d.flush()
-            if not d.eof:
-                return used, None, "the deflate stream is incomplete"
-        except zlib.error as e:
-            return used, None, f"corrupt deflate data ({e})"
+        data, problem = _inflate(raw, info.file_size)
+        if problem is not None:
+            return used, None, problem
     else:
         raise DownloadError(f"{m.name}: compression method {info.compress_type} is not supported (stored or deflated only)")
     if len(data) != info.file_size:

@@ -27,7 +27,11 @@ rate limit, but slower).
 Safety: each clip is checked against the CRC-32 of the central directory and as a WAV (16 kHz,
 mono, 16-bit PCM), and written atomically (temporary file, fsync, rename). A rerun skips the
 clips already on disk with the right size and CRC; an archive whose chosen clips are all
-present and listed in the manifest costs no request at all.
+present and listed in the manifest costs no request at all. One fetch at a time fills a root
+(:mod:`asdlib.data.lock`). A root holds one profile's clips: fetching another profile (``tiny``
+after ``small``, or the reverse) deletes the clips that the manifest lists and the new profile
+does not choose, archives outside this run included (only the manifest's clips: nothing else
+under the root is touched). :func:`subset_complete` says whether a root holds a profile whole.
 """
 from __future__ import annotations
 
@@ -35,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -53,21 +56,17 @@ from ..core.machines import (
     machine_ids,
 )
 from ..core.utils import atomic_write, atomic_write_text
-from .remote_zip import (
-    DEFAULT_MAX_GAP,
-    DEFAULT_MAX_REQUEST,
-    DEFAULT_TAIL_BYTES,
-    Member,
-    RangeClient,
-    RemoteZip,
-    coalesce,
-)
-from .zenodo import DOWNLOAD_PARTS, ZenodoFile, file_url, select_files
+from .download import free_bytes, plan_members
+from .httpclient import HttpClient
+from .lock import root_lock
+from .remote_zip import DEFAULT_MAX_GAP, DEFAULT_MAX_REQUEST, DEFAULT_TAIL_BYTES, Member, RemoteZip, coalesce
+from .zenodo import DOWNLOAD_PARTS, FILES, ZenodoFile, file_url, select_files
 
 MANIFEST_FILE = "subset_manifest.json"
 MANIFEST_FORMAT = "asdlib-subset-manifest"
 MANIFEST_VERSION = 1
 MAX_GROUND_TRUTH_BYTES = 16 << 20  # the real file is about 0.3 MB
+DEFAULT_DEADLINE_S = 600.0  # one request of at most 64 MiB (max_request) at 110 KB/s or faster
 WAV_HEADER_BYTES = 44
 LOCAL_HEADER_ESTIMATE = 30 + 28  # fixed part + Info-ZIP's usual extra fields (the name is added per clip)
 ORDERS = ("archive", "name")
@@ -376,10 +375,29 @@ def _remove_stale_temps(folder: Path) -> int:
     return n
 
 
-def _free_bytes(path: Path) -> int:
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
+def _prune(root: Path, manifest: dict, archive: str, keep: set[str]) -> int:
+    """Delete the clips of ``archive`` that the manifest lists and ``keep`` does not; returns how many."""
+    stale = [rel for rel, rec in manifest["members"].items() if rec.get("archive") == archive and rel not in keep]
+    for rel in stale:
+        (root / rel).unlink(missing_ok=True)
+        del manifest["members"][rel]
+    return len(stale)
+
+
+def _prune_other_profiles(root: Path, manifest: dict, prof: SubsetProfile, run: set[str]) -> int:
+    """Archives outside this run whose clips another profile chose: their clips go (one profile per root)."""
+    by_name = {f.filename: f for f in FILES}
+    removed = 0
+    for name, entry in list(manifest["archives"].items()):
+        f = by_name.get(name)
+        if name in run or (f is not None and entry.get("selection") == prof.selection(f)):
+            continue
+        removed += _prune(root, manifest, name, set())
+        del manifest["archives"][name]
+    listed = {rec.get("archive") for rec in manifest["members"].values()}
+    for name in listed - set(manifest["archives"]) - run:  # clips of an archive the manifest lost track of
+        removed += _prune(root, manifest, name, set())
+    return removed
 
 
 # ---- the fetch ----------------------------------------------------------------------------------------
@@ -399,6 +417,7 @@ class ArchiveResult:
     requests: int = 0  # HTTP requests of this archive, redirect hops included
     bytes_received: int = 0
     shortfalls: list[str] = field(default_factory=list)
+    removed: int = 0  # clips of another profile deleted
 
 
 @dataclass
@@ -410,6 +429,7 @@ class SubsetResult:
     requests: int
     bytes_received: int
     waited_s: float
+    removed: int = 0  # clips of another profile deleted (archives of this run and others)
 
     @property
     def fetched(self) -> int:
@@ -420,7 +440,7 @@ class SubsetResult:
         return [s for a in self.archives for s in a.shortfalls]
 
 
-def _ensure_ground_truth(root: Path, client: RangeClient, base_url: str | None, manifest: dict,
+def _ensure_ground_truth(root: Path, client: HttpClient, base_url: str | None, manifest: dict,
                          types: Iterable[str] | None) -> tuple[dict[tuple[str, str], int], str]:
     from .index import find_ground_truth, read_ground_truth
 
@@ -449,6 +469,25 @@ def _ensure_ground_truth(root: Path, client: RangeClient, base_url: str | None, 
     return labels, "fetched"
 
 
+def subset_complete(root: str | os.PathLike, profile: str | SubsetProfile = DEFAULT_PROFILE,
+                    machine_types: Iterable[str] | None = None, parts: Iterable[str] = DOWNLOAD_PARTS) -> bool:
+    """True when ``root`` holds every clip of ``profile`` (listed in its manifest, on disk with the right
+    size and CRC-32) and the ground truth it needs; checked without the network."""
+    from .index import find_ground_truth
+
+    prof = get_profile(profile)
+    manifest = read_manifest(root)
+    if manifest is None or (manifest.get("profile") or {}).get("name") != prof.name:
+        return False
+    parts = tuple(parts)
+    files = [f for f in select_files(machine_types, parts) if f.is_archive]
+    wanted = [f for f in files if any(prof.quota(f.part, p) for p in f.dataset_parts)]
+    needs_truth = "truth" in parts or any(f.part == "eval" and prof.eval_test > 0 for f in files)
+    if needs_truth and find_ground_truth(Path(root)) is None:
+        return False
+    return all(_all_recorded_present(Path(root), manifest, f, prof.selection(f)) for f in wanted)
+
+
 def _all_recorded_present(root: Path, manifest: dict, f: ZenodoFile, selection: dict) -> bool:
     entry = manifest["archives"].get(f.filename)
     if not entry or not entry.get("complete") or entry.get("selection") != selection:
@@ -461,16 +500,15 @@ def _all_recorded_present(root: Path, manifest: dict, f: ZenodoFile, selection: 
     return True
 
 
-def _fetch_archive(f: ZenodoFile, root: Path, prof: SubsetProfile, client: RangeClient, manifest: dict,
+def _fetch_archive(f: ZenodoFile, root: Path, prof: SubsetProfile, client: HttpClient, manifest: dict,
                    truth: dict | None, base_url: str | None, opts: dict, progress: bool) -> ArchiveResult:
     from tqdm.auto import tqdm
 
-    from .download import plan_members
-
     selection = prof.selection(f)
     if _all_recorded_present(root, manifest, f, selection):
-        n = len(manifest["archives"][f.filename]["relpaths"])
-        return ArchiveResult(f.filename, "verified", chosen=n, present=n)
+        relpaths = manifest["archives"][f.filename]["relpaths"]
+        removed = _prune(root, manifest, f.filename, set(relpaths))
+        return ArchiveResult(f.filename, "verified", chosen=len(relpaths), present=len(relpaths), removed=removed)
     requests0, bytes0 = client.requests, client.bytes_received
     url = file_url(f, base_url)
     rz = RemoteZip(client, url, opts["tail_bytes"])
@@ -489,6 +527,7 @@ def _fetch_archive(f: ZenodoFile, root: Path, prof: SubsetProfile, client: Range
         "directory_digest": rz.directory_digest, "selection": selection, "complete": False,
         "relpaths": [c.relpath for c in chosen],
     }
+    removed = _prune(root, manifest, f.filename, {c.relpath for c in chosen})  # another profile's clips
     for folder in {(root / c.relpath).parent for c in chosen}:
         _remove_stale_temps(folder)
     todo, present = [], 0
@@ -499,9 +538,9 @@ def _fetch_archive(f: ZenodoFile, root: Path, prof: SubsetProfile, client: Range
         else:
             todo.append(c)
     need = sum(c.member.size for c in todo)
-    if need and need * 1.05 > _free_bytes(root):
+    if need and need * 1.05 > free_bytes(root):
         raise DownloadError(f"not enough disk space under {root} for {f.filename}'s clips: {need / 1e9:.2f} GB needed, "
-                            f"{_free_bytes(root) / 1e9:.2f} GB free")
+                            f"{free_bytes(root) / 1e9:.2f} GB free")
     by_name = {c.member.name: c for c in todo}
     fetched = 0
     last_save = time.monotonic()
@@ -523,7 +562,7 @@ def _fetch_archive(f: ZenodoFile, root: Path, prof: SubsetProfile, client: Range
         _save_manifest(root, manifest)  # also after a failure: what is verified is recorded
     return ArchiveResult(f.filename, "fetched" if fetched else "verified", chosen=len(chosen), fetched=fetched,
                          present=present, requests=client.requests - requests0,
-                         bytes_received=client.bytes_received - bytes0, shortfalls=shortfalls)
+                         bytes_received=client.bytes_received - bytes0, shortfalls=shortfalls, removed=removed)
 
 
 def fetch_subset(
@@ -543,29 +582,51 @@ def fetch_subset(
     max_request: int = DEFAULT_MAX_REQUEST,
     tail_bytes: int = DEFAULT_TAIL_BYTES,
     crc_retries: int = 2,
+    deadline: float | None = DEFAULT_DEADLINE_S,
+    client: HttpClient | None = None,
+    lock_wait: float = 0.0,
 ) -> SubsetResult:
     """Fetch the clips of ``profile`` from the Zenodo archives into ``root`` (official layout); idempotent.
 
     ``machine_types``/``parts`` restrict the archives as for :func:`asdlib.data.download.download`
     (the ground truth is fetched when evaluation test clips are chosen, or when ``truth`` is
-    asked for). The HTTP settings are those of :class:`~asdlib.data.remote_zip.RangeClient`
-    (``min_interval`` 1 s keeps within Zenodo's 60 requests a minute), the request settings
-    those of :meth:`~asdlib.data.remote_zip.RemoteZip.fetch`.
+    asked for). The HTTP settings are those of :class:`~asdlib.data.httpclient.HttpClient`
+    (``min_interval`` 1 s keeps within Zenodo's 60 requests a minute; ``deadline``: seconds one
+    request may take in all), or ``client`` replaces them (tests pass one whose waits do not
+    sleep); the request settings are those of :meth:`~asdlib.data.remote_zip.RemoteZip.fetch`.
+    ``lock_wait``: seconds to wait for another fetch into ``root`` (default: stop at once).
+    Clips of another profile that the manifest lists are deleted (see the module docstring).
     """
     prof = get_profile(profile)
     root = Path(root).expanduser().resolve()
     parts = tuple(parts)
     files = [f for f in select_files(machine_types, parts) if f.is_archive]
-    root.mkdir(parents=True, exist_ok=True)
+    own = client is None
+    if own:  # checks the settings before anything is written
+        client = HttpClient(timeout=timeout, retries=retries, min_interval=min_interval, backoff=backoff,
+                            max_wait=max_wait, deadline=deadline, user_agent="asdlib-subset")
+    try:
+        with root_lock(root, f"asdlib download --subset {prof.name}", wait_s=lock_wait):
+            return _fetch_subset(root, prof, files, parts, machine_types, base_url, client, progress,
+                                 {"tail_bytes": tail_bytes, "max_gap": max_gap, "max_request": max_request,
+                                  "crc_retries": crc_retries})
+    finally:
+        if own:
+            client.close()
+
+
+def _fetch_subset(root: Path, prof: SubsetProfile, files: list[ZenodoFile], parts: tuple[str, ...],
+                  machine_types: Iterable[str] | None, base_url: str | None, client: HttpClient, progress: bool,
+                  opts: dict) -> SubsetResult:
+    requests0, bytes0, waited0 = client.requests, client.bytes_received, client.waited_s
     for stale in (*root.glob(f".{MANIFEST_FILE}.*.tmp"), *root.glob(f".{GROUND_TRUTH_FILE}.*.tmp")):
         stale.unlink(missing_ok=True)  # left by a killed run (atomic_write's temporary files)
     manifest = read_manifest(root) or _new_manifest()
+    removed = _prune_other_profiles(root, manifest, prof, {f.filename for f in files})
     manifest["profile"] = asdict(prof)
     manifest["base_url"] = base_url
-    opts = {"tail_bytes": tail_bytes, "max_gap": max_gap, "max_request": max_request, "crc_retries": crc_retries}
     results: list[ArchiveResult] = []
-    with RangeClient(timeout=timeout, retries=retries, min_interval=min_interval, backoff=backoff,
-                     max_wait=max_wait) as client:
+    try:
         truth, gt_status = None, "not needed"
         needs_truth = "truth" in parts or any(f.part == "eval" and prof.eval_test > 0 for f in files)
         if needs_truth:
@@ -573,11 +634,15 @@ def fetch_subset(
             _save_manifest(root, manifest)
         for f in files:
             if not any(prof.quota(f.part, p) for p in f.dataset_parts):
+                removed += _prune(root, manifest, f.filename, set())
+                manifest["archives"].pop(f.filename, None)
                 results.append(ArchiveResult(f.filename, "skipped"))
                 continue
             results.append(_fetch_archive(f, root, prof, client, manifest, truth, base_url, opts, progress))
+    finally:
         _save_manifest(root, manifest)
-        return SubsetResult(prof, root, results, gt_status, client.requests, client.bytes_received, client.waited_s)
+    return SubsetResult(prof, root, results, gt_status, client.requests - requests0, client.bytes_received - bytes0,
+                        client.waited_s - waited0, removed + sum(a.removed for a in results))
 
 
 # ---- command line ---------------------------------------------------------------------------------------
