@@ -382,3 +382,158 @@ def test_real_audio_subset(tmp_path):
     store = build_feature_cache(real_df, cache_dir=tmp_path / "features", device="cpu", num_workers=1, progress=False)
     assert store.features.shape == (len(real_df), 128, 313)  # 10-s clips (ToyCar's 11 s cropped to 10 s)
     assert np.isfinite(np.asarray(store.features, dtype=np.float32)).all()
+
+
+# ---- issue 17: one client, bounded inflation, one fetch per root, one profile per root ------------------------------
+
+
+def test_retries_are_one_budget_not_nested(server, fake, tmp_path):
+    # a cut member request, then a busy server: the cut and the 503s share the 2 retries (3 attempts in all);
+    # nested retries made 1 + 3 member requests
+    spans = fake.archives["dev_data_fan.zip"].spans
+    server.drop["dev_data_fan.zip"] = [spans[0].start + 10]  # cut before the first member is whole
+    server.fail["dev_data_fan.zip"] = [None, None, None] + [(503, None)] * 10  # redirect, directory, cut members
+    with pytest.raises(DownloadError, match=r"after 3 attempt\(s\)"):
+        fetch_subset(tmp_path, PROFILE, ["fan"], parts=("dev",), base_url=server.url, **(FAST | {"retries": 2}))
+    kinds = Counter(e.kind for e in server.requests_for("dev_data_fan.zip"))
+    assert kinds == {"redirect": 1, "directory": 1, "members": 1, "limited": 2}
+    assert not wavs(tmp_path) and not temps(tmp_path)
+
+
+def test_negative_retries_are_refused(server, tmp_path, monkeypatch, capsys):
+    from asdlib.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="retries must be a whole number, 0 or more"):
+        fetch_subset(tmp_path, PROFILE, ["fan"], parts=("dev",), base_url=server.url, **(FAST | {"retries": -1}))
+    monkeypatch.setitem(PROFILES, "test", PROFILE)
+    with pytest.raises(SystemExit) as e:
+        main(["download", "--subset", "test", "--root", str(tmp_path), "--types", "fan", "--parts", "dev",
+              "--base-url", server.url, "--no-progress", "--retries", "-1"])
+    assert e.value.code == 2 and "--retries: must be a whole number, 0 or more" in capsys.readouterr().err
+    assert server.log == [] and not wavs(tmp_path)
+
+
+def _patch_sizes(data: bytes, name: str, size: int) -> bytes:
+    """The zip with ``name``'s uncompressed size set to ``size`` in its local header and its directory entry."""
+    import io
+    import zipfile
+
+    out = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo(name)
+    out[info.header_offset + 22:info.header_offset + 26] = size.to_bytes(4, "little")
+    entry = data.index(b"PK\x01\x02")  # the first directory entry (the clips are PCM: no such bytes there)
+    while True:
+        n = int.from_bytes(out[entry + 28:entry + 30], "little")
+        if bytes(out[entry + 46:entry + 46 + n]) == name.encode():
+            out[entry + 24:entry + 28] = size.to_bytes(4, "little")
+            return bytes(out)
+        m, k = int.from_bytes(out[entry + 30:entry + 32], "little"), int.from_bytes(out[entry + 32:entry + 34], "little")
+        entry += 46 + n + m + k
+
+
+def test_a_member_that_inflates_past_its_stated_size_is_refused_early(tmp_path):
+    import io
+    import tracemalloc
+    import zipfile
+
+    name = "fan/train/normal_id_00_00000000.wav"
+    bomb = bytes(32 << 20)  # 32 MiB of zeros deflate to about 150 KB; the directory will say 10 bytes
+    buf = zip_bytes([(name, bomb)], compression="deflated")
+    data = _patch_sizes(buf, name, 10)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.getinfo(name).file_size == 10 and zf.getinfo(name).compress_size < 200_000
+    with FakeZenodo(files={"dev_data_fan.zip": data}) as srv:
+        tracemalloc.start()
+        try:
+            with pytest.raises(DownloadError, match=r"inflates to more than the 10 bytes its directory entry states"):
+                fetch_subset(tmp_path, SubsetProfile("p", n_train=1, n_test=0), ["fan"], parts=("dev",),
+                             base_url=srv.url, **FAST)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated while reading a 10-byte member"
+    assert not wavs(tmp_path) and not temps(tmp_path)
+
+
+def test_a_member_read_outside_its_span_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    from asdlib.data.remote_zip import RangeClient, RemoteZip
+
+    # A, B, C; A and B hold the same bytes. A's local header claims an extra field that puts A's data
+    # exactly where B's data lies: A would "verify" with bytes that belong to B.
+    clip = synth_clip(1, seconds=0.01)
+    names = [f"fan/train/normal_id_00_{k:08d}.wav" for k in range(3)]
+    data = bytearray(zip_bytes([(names[0], clip), (names[1], clip), (names[2], synth_clip(2, seconds=0.01))],
+                               compression="stored"))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        a, b = zf.getinfo(names[0]).header_offset, zf.getinfo(names[1]).header_offset
+    extra_b = int.from_bytes(data[b + 28:b + 30], "little")
+    data[a + 28:a + 30] = (b - a + extra_b).to_bytes(2, "little")
+    with FakeZenodo(files={"dev_data_fan.zip": bytes(data)}) as srv, \
+            RangeClient(timeout=5.0, retries=1, min_interval=0.0, backoff=0.01) as client:
+        rz = RemoteZip(client, f"{srv.url}/3678171/files/dev_data_fan.zip?download=1", 16 << 10)
+        with pytest.raises(DownloadError, match=r"normal_id_00_00000000.wav failed its check .*past the .*span"):
+            list(rz.fetch([rz.members[names[0]], rz.members[names[2]]], max_gap=1 << 20))
+
+
+def test_a_trickling_answer_is_cut_at_the_request_deadline(server, tmp_path):
+    import time
+
+    server.trickle["dev_data_fan.zip"] = 0.05  # 20 KiB a second: the member request would take about 10 s
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"more than the 0.5-s deadline of a request"):
+        fetch_subset(tmp_path, PROFILE, ["fan"], parts=("dev",), base_url=server.url,
+                     **(FAST | {"retries": 0, "deadline": 0.5}))
+    assert time.monotonic() - t0 < 4
+    server.trickle.clear()
+
+
+def test_a_second_fetch_into_the_same_root_stops_with_a_message(server, tmp_path):
+    import subprocess
+    import sys
+
+    from asdlib.data.download import download
+    from asdlib.data.lock import LOCK_FILE
+
+    root = tmp_path / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from asdlib.data.lock import root_lock\n"
+         f"with root_lock({str(root)!r}, 'asdlib download --subset small'):\n"
+         "    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lock = str(root / LOCK_FILE)
+        with pytest.raises(DownloadError, match=rf"being filled by process {holder.pid} .*holds the lock {lock}"):
+            fetch_subset(root, PROFILE, ["fan"], parts=("dev",), base_url=server.url, **FAST)
+        with pytest.raises(DownloadError, match=rf"process {holder.pid} "):
+            download(root, files=[], base_url=server.url, progress=False)
+        assert server.log == []
+    finally:
+        holder.communicate("", timeout=10)
+    result = fetch_subset(root, PROFILE, ["fan"], parts=("dev",), base_url=server.url, **FAST)  # released
+    assert result.fetched == 20
+
+
+def test_a_profile_change_leaves_only_the_new_profile(server, fake, tmp_path):
+    root = tmp_path / "data"
+    fetch_subset(root, PROFILE, TYPES, base_url=server.url, **FAST)
+    assert wavs(root) == expected_selection(fake, PROFILE)
+    smaller = SubsetProfile("smaller", n_train=1, n_test=1, n_eval_test=1)
+    server.reset_log()
+    result = fetch_subset(root, smaller, ["fan"], base_url=server.url, **FAST)
+    want = {r for r in expected_selection(fake, smaller) if "/fan/" in r}
+    assert wavs(root) == want  # fan's extra clips and every ToyCar clip of the other profile are gone
+    assert result.removed == len(expected_selection(fake, PROFILE)) - len(want)
+    manifest = read_manifest(root)
+    assert set(manifest["members"]) == want and all("fan" in a for a in manifest["archives"])
+    assert len(index_dataset(root)) == len(want)
+    # the same profile, another type: the first type's clips stay
+    fetch_subset(root, smaller, ["ToyCar"], base_url=server.url, **FAST)
+    assert wavs(root) == expected_selection(fake, smaller)
+    # back to the first profile: its clips are fetched again, nothing of the other stays
+    fetch_subset(root, PROFILE, TYPES, base_url=server.url, **FAST)
+    assert wavs(root) == expected_selection(fake, PROFILE) == set(read_manifest(root)["members"])

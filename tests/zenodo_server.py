@@ -28,7 +28,9 @@ thread per connection, stopped on exit) that answers like Zenodo:
   send ``n1`` (then ``n2``...) bytes of the body and close the connection (the headers
   announce the full length);
 - ``corrupt[(file, member)] = k``: the next ``k`` responses that carry that member's data
-  have one byte of it flipped.
+  have one byte of it flipped;
+- ``trickle[file] = seconds``: member requests for ``file`` send their body 1 KiB at a time,
+  ``seconds`` apart (a server too slow for the client's deadline).
 
 ``log`` lists every request (:class:`Logged`: time, file, Range, status, bytes sent, the byte
 span served, its kind ``redirect|directory|members|whole|limited|error``, and the members
@@ -274,6 +276,7 @@ class FakeZenodo:
         self.ignore_range = False
         self.drop: dict[str, list[int]] = {}
         self.corrupt: dict[tuple[str, str], int] = {}
+        self.trickle: dict[str, float] = {}
         self.rate_limit: tuple[int, float, str] | None = None
         self.fail: dict[str, list[tuple[int, str | None]]] = {}
         self.log: list[Logged] = []
@@ -442,10 +445,15 @@ class FakeZenodo:
             h.send_header("Content-Range", f"bytes {first}-{last}/{size}")
         h.end_headers()
         view = memoryview(bytes(body))[: cut if cut is not None else len(body)]
+        delay = self.trickle.get(name) if entry.kind == "members" else None
+        piece = 1 << 10 if delay else 1 << 16
         try:
-            for i in range(0, len(view), 1 << 16):
-                h.wfile.write(view[i:i + (1 << 16)])
-                entry.sent += len(view[i:i + (1 << 16)])
+            for i in range(0, len(view), piece):
+                h.wfile.write(view[i:i + piece])
+                entry.sent += len(view[i:i + piece])
+                if delay:
+                    h.wfile.flush()
+                    time.sleep(delay)
             h.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             h.close_connection = True
