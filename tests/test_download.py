@@ -29,6 +29,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.cut_once: dict[str, int] = {}  # path -> bytes sent before the connection is dropped (once)
         self.status: dict[str, int] = {}  # path -> forced HTTP status
+        self.busy: dict[str, list[tuple[int, str | None]]] = {}  # path -> the next answers: (status, Retry-After)
         self.ignore_range = False
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, status sent)
         server = self
@@ -39,6 +40,15 @@ class FileServer:
 
             def do_GET(self) -> None:
                 path, rng = urlsplit(self.path).path, self.headers.get("Range")
+                if server.busy.get(path):
+                    code, retry_after = server.busy[path].pop(0)
+                    server.log.append((path, rng, code))
+                    self.send_response(code)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = server.files.get(path)
                 code = server.status.get(path, 200 if data is not None else 404)
                 if code != 200:
@@ -269,3 +279,38 @@ def test_rerun_after_a_kill_mid_extraction_uses_the_verified_zip(server, payload
     assert len(server.log) == n_requests and is_done(root, dev)
     assert sorted(p.name for p in (root / "downloads").iterdir()) == [f"{dev.filename}.done"]
     assert len(index_dataset(root)) == 5  # the stale clip is gone with the replaced part folder
+
+
+def test_retry_after_is_honoured_within_bounds(server, payloads, tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    files, root = _serve(server, payloads), tmp_path / "data"
+    dev = next(f for f in files if f.part == "dev")
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # the test does not wait the minutes the server asks for
+    server.busy[server.path_of(dev)] = [(429, "60"), (503, "90")]
+    download(root, files=[dev], base_url=server.url, progress=False, retries=3, retry_wait=2.0)
+    assert is_done(root, dev) and [code for p, _, code in server.log if p == server.path_of(dev)] == [429, 503, 200]
+    assert waits == [60.0, 90.0]  # as asked, not the linear 2 and 4 s of the old loop
+    # longer than max_wait: a clear error at once, no wait, no endless loop
+    add = next(f for f in files if f.part == "additional")
+    server.busy[server.path_of(add)] = [(429, "3600")]
+    waits.clear()
+    with pytest.raises(DownloadError, match=r"asks to wait 3600 s \(Retry-After\), more than the 120 s allowed"):
+        download(root, files=[add], base_url=server.url, progress=False, retries=3)
+    assert waits == [] and not is_done(root, add)
+    # without Retry-After: a backoff doubling from retry_wait, within the retries of the file
+    server.busy[server.path_of(add)] = [(503, None)] * 3
+    download(root, files=[add], base_url=server.url, progress=False, retries=3, retry_wait=2.0)
+    assert waits == [2.0, 4.0, 8.0] and is_done(root, add)
+
+
+def test_negative_retries_are_refused(server, payloads, tmp_path: Path, capsys) -> None:
+    files = _serve(server, payloads)
+    with pytest.raises(ConfigError, match="retries must be a whole number, 0 or more"):
+        download(tmp_path / "data", files=files, base_url=server.url, retries=-1, **{**FAST, "retry_wait": 0.0})
+    with pytest.raises(SystemExit) as e:
+        main(["download", "--root", str(tmp_path / "data"), "--parts", "truth", "--base-url", server.url,
+              "--retries", "-1"])
+    assert e.value.code == 2 and "--retries: must be a whole number, 0 or more" in capsys.readouterr().err
+    assert server.log == []
