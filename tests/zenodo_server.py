@@ -18,6 +18,7 @@ thread per connection, stopped on exit) that answers like Zenodo:
 
 - ``GET /record/<record>/files/<file>?download=1`` redirects (302) to ``/files/<record>/<file>``
   (``redirect=False``: served directly); ``url`` is the base URL to pass as ``base_url``;
+  ``HEAD`` answers the same headers without a body (not logged);
 - ``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` get 206 with ``Content-Range``;
 - ``rate_limit = (k, window_s, retry_after)``: after ``k`` requests within ``window_s``
   seconds, 429 with ``Retry-After: <retry_after>`` (redirect hops count, as on Zenodo);
@@ -291,6 +292,18 @@ class FakeZenodo:
 
             def log_message(self, *args) -> None:
                 pass
+
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming): headers of a GET, no body, not logged
+                m = re.fullmatch(r"/(record|files)/(\d+)/(?:files/)?([^/]+)", urlsplit(self.path).path)
+                if m is None or m[3] not in server.files:
+                    self.send_error(404)
+                    return
+                self.send_response(302 if m[1] == "record" and server.redirect else 200)
+                if m[1] == "record" and server.redirect:
+                    self.send_header("Location", f"/files/{m[2]}/{m[3]}")
+                self.send_header("Content-Length", "0" if m[1] == "record" and server.redirect
+                                 else str(len(server.files[m[3]])))
+                self.end_headers()
 
             def do_GET(self) -> None:
                 with server.lock:

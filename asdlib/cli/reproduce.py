@@ -38,15 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
-    from ..study.source import choose_data, ensure_subset
+    from ..study.source import choose_data, settle_data
 
     data_root, note = args.data_root, "--data-root given"
     if data_root is None:
         choice = choose_data(args.data)
-        note = choice.reason
         print(f"[reproduce] data: {choice.kind} ({choice.reason})", flush=True)
-        if choice.kind == "real":
-            data_root = ensure_subset(choice)
+        choice = settle_data(choice)  # a failed fetch falls back to synthetic unless --data real
+        note = choice.reason
+        data_root = choice.root if choice.kind == "real" else None
     profile = args.profile or (REAL_PROFILE if data_root is not None else "smoke")
     kwargs = {}
     if args.results_dir:
