@@ -21,7 +21,7 @@ from asdlib.core.errors import DownloadError
 from asdlib.core.machines import MACHINE_TYPES
 from asdlib.data import subset as subset_mod
 from asdlib.data.index import index_dataset, read_ground_truth
-from asdlib.data.remote_zip import Member, RangeNotSupported, coalesce, retry_after_seconds
+from asdlib.data.remote_zip import Member, RangeClient, RangeNotSupported, coalesce, retry_after_seconds
 from asdlib.data.subset import (
     MANIFEST_FILE,
     PROFILES,
@@ -129,6 +129,7 @@ def test_subset_end_to_end(server, fake, tmp_path):
     for name in fake.archives:
         kinds = Counter(e.kind for e in server.requests_for(name))
         assert kinds == {"redirect": 1, "directory": 1, "members": runs(fake, name, want)}, name
+    assert result.requests == len(server.log)  # every request the server saw, redirect hops included
     assert runs(fake, "dev_data_fan.zip", want) == 4 * 3  # a train run per ID, a normal and an anomalous test run
     assert Counter(e.kind for e in server.requests_for("eval_data_list.csv")) == {"redirect": 1, "whole": 1}
 
@@ -393,8 +394,11 @@ def test_retries_are_one_budget_not_nested(server, fake, tmp_path):
     spans = fake.archives["dev_data_fan.zip"].spans
     server.drop["dev_data_fan.zip"] = [spans[0].start + 10]  # cut before the first member is whole
     server.fail["dev_data_fan.zip"] = [None, None, None] + [(503, None)] * 10  # redirect, directory, cut members
+    client = RangeClient(timeout=5.0, retries=2, min_interval=0.0, backoff=0.01)
     with pytest.raises(DownloadError, match=r"after 3 attempt\(s\)"):
-        fetch_subset(tmp_path, PROFILE, ["fan"], parts=("dev",), base_url=server.url, **(FAST | {"retries": 2}))
+        fetch_subset(tmp_path, PROFILE, ["fan"], parts=("dev",), base_url=server.url, client=client, progress=False,
+                     tail_bytes=16 << 10)
+    assert client.requests == len(server.log) == 5  # retries inside urllib3 counted too
     kinds = Counter(e.kind for e in server.requests_for("dev_data_fan.zip"))
     assert kinds == {"redirect": 1, "directory": 1, "members": 1, "limited": 2}
     assert not wavs(tmp_path) and not temps(tmp_path)
@@ -460,7 +464,7 @@ def test_a_member_read_outside_its_span_is_refused(tmp_path):
     import io
     import zipfile
 
-    from asdlib.data.remote_zip import RangeClient, RemoteZip
+    from asdlib.data.remote_zip import RemoteZip
 
     # A, B, C; A and B hold the same bytes. A's local header claims an extra field that puts A's data
     # exactly where B's data lies: A would "verify" with bytes that belong to B.

@@ -217,6 +217,7 @@ class HttpClient:
             raise _WaitTooLong(asked, response.status)
         self._attempts.used += 1
         self.sleep(self.backoff_wait(n_failed) if asked is None else asked)
+        self._pace()  # the retry is a request: spaced and counted like the others
 
     def retry_after_cut(self, attempts: Attempts, url: str, what: str, error: BaseException) -> None:
         """A body was cut short: spend one retry of ``attempts`` and wait, or raise DownloadError."""
