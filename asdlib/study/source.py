@@ -51,8 +51,8 @@ def default_subset_root() -> Path:
 def probe_zenodo(base_url: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
     """``(reachable, detail)``: one request for the first byte of the small ground-truth file, bounded by ``timeout``.
 
-    Only a 2xx answer whose final URL (after redirects) still names that file, and that is not a
-    web page, counts.
+    Only a 2xx answer whose final URL (after redirects) still names that file in its path (Zenodo
+    redirects ``/record/...`` to ``/records/...``), and that is not a web page, counts.
     """
     import requests
 
@@ -72,7 +72,7 @@ def probe_zenodo(base_url: str | None = None, timeout: float = PROBE_TIMEOUT_S) 
     via = f" (redirected to {final})" if final != url else ""
     if not 200 <= code < 300:
         return False, f"{url} answered HTTP {code}{via}"
-    if not urlsplit(final).path.endswith("/" + truth.filename) or kind in ("text/html", "application/xhtml+xml"):
+    if truth.filename not in urlsplit(final).path.split("/") or kind in ("text/html", "application/xhtml+xml"):
         return False, f"{url} answered HTTP {code}{via} with {kind or 'something'}, not the file {truth.filename}"
     return True, f"{url} answered HTTP {code}{via}"
 
