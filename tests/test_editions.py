@@ -160,3 +160,26 @@ def test_read_official_ground_truth(year, n_files):
     for r in gt.head(50).itertuples():
         c = parse_clip(ed, Path("/x/eval_data") / r.machine / ("test" if year != 2021 else f"{r.domain}_test") / r.file)
         assert c.section == r.section and c.label is None
+
+
+def test_cli_index_per_edition(tmp_path, capsys):
+    from asdlib.cli.main import main
+
+    root = tmp_path / "d"
+    _touch(root, "dev_data/valve/train/section_00_source_train_normal_0000_pat_00.wav")
+    _touch(root, "dev_data/valve/test/section_00_target_test_anomaly_0001_pat_01.wav")
+    _touch(root, "dev_data/fan/test/section_00_source_test_normal_0002_m-n_W.wav")
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv"]) == 0
+    out = capsys.readouterr().out
+    assert "3 DCASE2023 clips (dev: 3)" in out and "target" in out and "anomaly" in out
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv", "--types", "valve",
+                 "--parts", "test", "--csv", str(tmp_path / "i.csv")]) == 0
+    assert "1 DCASE2023 clips" in capsys.readouterr().out
+    assert len((tmp_path / "i.csv").read_text().splitlines()) == 2
+    assert main(["index", "--root", str(root), "--edition", "2023"]) == 2  # attributes_00.csv missing
+    assert "valve/attributes_00.csv: attributes file missing" in capsys.readouterr().err
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv", "--types", "lathe"]) == 2
+    assert main(["index", "--root", str(root), "--edition", "2019"]) == 2
+    assert "unknown edition '2019'" in capsys.readouterr().err
+    # the default edition keeps the DCASE2020 index: these names are not 2020 names
+    assert main(["index", "--root", str(root)]) == 2
