@@ -137,3 +137,13 @@ def test_fetch_a_planned_subset_of_real_clips(tmp_path, capsys, monkeypatch):
         out = capsys.readouterr().out
         assert "dev_valve.zip: 14 members chosen, 14 fetched" in out and "DCASE2023 subset 'test'" in out
         assert len(list(root2.rglob("*.wav"))) == 13
+
+
+def test_readme_subset_table_is_the_computed_figures():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for year in (2021, 2022, 2023, 2024, 2025):
+        s, t = edition_subset_figures(year, "small"), edition_subset_figures(year, "tiny")
+        row = (f"| {year} | {s.archives} | {s.clips:,} clips, {s.clip_bytes:,} B ({s.clip_bytes / 1e9:.2f} GB), "
+               f"about {s.requests} requests | {t.clips:,} clips, {t.clip_bytes:,} B ({t.clip_bytes / 1e9:.2f} GB), "
+               f"about {t.requests} requests |")
+        assert row in readme, row
