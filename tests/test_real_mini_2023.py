@@ -14,7 +14,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from asdlib.data.audio import wav_info
-from asdlib.data.editions import EDITIONS, index_edition, min_clip_seconds, summarize_edition
+from asdlib.data.editions import EDITIONS, feature_seconds, index_edition, min_clip_seconds, summarize_edition
+from asdlib.features.cache import build_feature_cache
 from asdlib.features.logmel import FeatureConfig, compute_features, num_frames
 from asdlib.report.official import evaluate_official, official_scores, write_score_files
 
@@ -63,6 +64,17 @@ def test_logmel_features_build_per_machine_length(index):
         assert feats.shape == (1, 128, num_frames(cfg))
         assert np.isfinite(feats).all() and feats.max() - feats.min() > 20.0  # real audio, not silence
     assert num_frames(FeatureConfig(duration_s=ED.seconds("ToyCar"))) > num_frames(FeatureConfig(duration_s=10.0))
+
+
+def test_feature_cache_of_an_edition_index(index, tmp_path):
+    """The study's feature cache takes the edition index as it is, at the edition's common length."""
+    picks = index.groupby("machine").head(1)
+    seconds = feature_seconds(2023, picks["machine"])
+    assert seconds == 10.0  # ToyCar/ToyTrain's 12-s clips keep their first 10 s
+    store = build_feature_cache(picks, FeatureConfig(duration_s=seconds), cache_dir=tmp_path, device="cpu",
+                                progress=False, num_workers=1)
+    assert store.shape == (7, 128, num_frames(FeatureConfig(duration_s=10.0)))
+    assert np.isfinite(store.features.astype(np.float32)).all()
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -50,7 +50,7 @@ DATASET_DIRS: Mapping[str, str] = MappingProxyType({"dev": "dev_data", "eval": "
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test", "supplemental")
 INDEX_COLUMNS = ("edition", "dataset", "machine", "section", "domain", "split", "label", "attributes",
-                 "number", "file", "path")
+                 "number", "file", "path", "relpath")
 NO_ATTRIBUTE = "noAttribute"
 
 # The grammar, shared by the editions that share it. Named groups: section, domain, split,
@@ -270,6 +270,13 @@ def min_clip_seconds(edition: int | str | Edition, machine: str) -> float:
     return float(_MIN_SECONDS.get(ed.year, {}).get(machine, ed.seconds(machine)))
 
 
+def feature_seconds(edition: int | str | Edition, machines: Iterable[str] | None = None) -> float:
+    """One feature length for a set of machines (default: all of the edition): the shortest clip
+    length among them, so that no clip is too short (longer clips keep their first seconds)."""
+    ed = get_edition(edition)
+    return min(min_clip_seconds(ed, m) for m in (ed.machines if machines is None else machines))
+
+
 @dataclass(frozen=True)
 class Clip:
     """One clip as its name and folders say. ``label`` is ``"normal"``/``"anomaly"`` or ``None``
@@ -460,7 +467,7 @@ def index_edition(root: str | os.PathLike, edition: int | str | Edition, *,
                   ground_truth: str | os.PathLike | pd.DataFrame | None = None,
                   attributes_csv: bool = True) -> pd.DataFrame:
     """One row per clip: edition, dataset, machine, section, domain, split, label, attributes,
-    number, file, path.
+    number, file, path, relpath (under the root, as :mod:`asdlib.features.cache` keys clips).
 
     ``label`` is ``"normal"``, ``"anomaly"`` or ``None``. Walks ``<root>/{dev_data,eval_data}/
     <machine>/<folder>/*.wav``; every badly named file is collected and reported in one
@@ -531,7 +538,8 @@ def index_edition(root: str | os.PathLike, edition: int | str | Edition, *,
                     label, domain = ("anomaly" if lab == 1 else "normal"), (domain or dom)
                 rows.append({"edition": ed.year, "dataset": dataset, "machine": machine, "section": c.section,
                              "domain": domain, "split": c.split, "label": label, "attributes": attrs,
-                             "number": c.number, "file": c.file, "path": str(c.path)})
+                             "number": c.number, "file": c.file, "path": str(c.path),
+                             "relpath": c.path.relative_to(root).as_posix()})
     if problems:
         listed = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
