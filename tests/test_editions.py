@@ -53,6 +53,8 @@ def test_every_edition_is_a_consistent_table():
      ("eval", "pump", "05", "target", "test", None, {}, 99)),
     (2024, "eval_data/3DPrinter/train/section_00_source_train_normal_0001_noAttribute.wav",
      ("eval", "3DPrinter", "00", "source", "train", "normal", {}, 1)),
+    (2025, "dev_data/fan/supplemental/section_00_clean_0003.wav",
+     ("dev", "fan", "00", None, "supplemental", None, {"name": "clean_0003"}, 3)),
     (2020, "dev_data/ToyCar/test/anomaly_id_01_00000012.wav",
      ("dev", "ToyCar", "01", None, "test", "anomaly", {}, 12)),
     (2020, "eval_data/fan/test/id_01_00000003.wav", ("eval", "fan", "01", None, "test", None, {}, 3)),
