@@ -185,3 +185,28 @@ def test_cli_index_per_edition(tmp_path, capsys):
     assert "unknown edition '2019'" in capsys.readouterr().err
     # the default edition keeps the DCASE2020 index: these names are not 2020 names
     assert main(["index", "--root", str(root)]) == 2
+
+
+@pytest.mark.parametrize("year", sorted(EDITIONS))
+def test_clip_name_round_trips_through_the_parser(year):
+    from asdlib.data.editions import clip_folder, clip_name
+
+    ed = EDITIONS[year]
+    machine = ed.dev_machines[0]
+    section = ed.sections(machine, "dev")[0]
+    attrs = {} if year == 2020 else {"car": "C2", "spd": "34V"}
+    cases = [("train", "source", "normal"), ("test", "source", "anomaly")]
+    if year != 2020:
+        cases += [("train", "target", "normal"), ("test", "target", "normal")]
+    for split, domain, label in cases:
+        dom = domain if year != 2020 else None
+        name = clip_name(ed, section=section, number=7, split=split, domain=dom, label=label, attributes=attrs)
+        c = parse_clip(ed, Path("/r/dev_data") / machine / clip_folder(ed, split, dom) / name)
+        assert (c.section, c.domain, c.split, c.label, c.number, dict(c.attributes)) == (
+            section, dom, split, label, 7, attrs if not (year == 2021 and split == "test") else {})
+    em = ed.eval_machines[0]
+    es = ed.sections(em, "eval")[0]
+    dom = "target" if year == 2021 else None
+    name = clip_name(ed, section=es, number=3, split="test", domain=dom, label=None)
+    c = parse_clip(ed, Path("/r/eval_data") / em / clip_folder(ed, "test", dom) / name)
+    assert (c.dataset, c.section, c.label, c.domain, c.number) == ("eval", es, None, dom, 3)

@@ -313,6 +313,52 @@ def parse_attributes(text: str | None) -> dict[str, str]:
     return {parts[i]: parts[i + 1] for i in range(0, len(parts), 2)}
 
 
+def format_attributes(attributes: Mapping[str, str] | None) -> str:
+    """The inverse of :func:`parse_attributes`: ``{car: C2, spd: 34V}`` -> ``car_C2_spd_34V``; empty -> ``noAttribute``."""
+    if not attributes:
+        return NO_ATTRIBUTE
+    if set(attributes) == {"attributes"}:
+        return attributes["attributes"]
+    return "_".join(f"{k}_{v}" for k, v in attributes.items())
+
+
+def clip_folder(edition: int | str | Edition, split: str, domain: str | None = None) -> str:
+    """The folder under ``<machine>/`` that holds a clip: ``train``, ``test`` (2021: ``<domain>_test``)."""
+    ed = get_edition(edition)
+    if split == "train":
+        return ed.train_folders[0]
+    if split == "supplemental" and ed.supplemental_folder:
+        return ed.supplemental_folder
+    if split != "test":
+        raise ConfigError(f"DCASE{ed.year} has no {split!r} clips")
+    if len(ed.test_folders) == 1:
+        return ed.test_folders[0]
+    if domain not in DOMAINS:
+        raise ConfigError(f"DCASE{ed.year} test folders are per domain: domain must be source or target, got {domain!r}")
+    return f"{domain}_test"
+
+
+def clip_name(edition: int | str | Edition, *, section: str, number: int, split: str = "train",
+              domain: str | None = "source", label: str | None = "normal",
+              attributes: Mapping[str, str] | None = None) -> str:
+    """The official file name of a clip (the inverse of :func:`parse_clip`); ``label=None`` gives an
+    evaluation test name (2021: with its domain; 2022-2025: ``section_XX_NNNN.wav``)."""
+    ed = get_edition(edition)
+    if ed.year == 2020:
+        return f"{label}_id_{section}_{number:08d}.wav" if label else f"id_{section}_{number:08d}.wav"
+    if label is None:
+        if split != "test":
+            raise ConfigError("only evaluation test clips are named without a label")
+        return f"section_{section}_{domain}_test_{number:04d}.wav" if ed.year == 2021 else f"section_{section}_{number:04d}.wav"
+    if domain not in DOMAINS or label not in ("normal", "anomaly") or split not in ("train", "test"):
+        raise ConfigError(f"need domain source|target, split train|test, label normal|anomaly; got "
+                          f"{domain!r}, {split!r}, {label!r}")
+    base = f"section_{section}_{domain}_{split}_{label}_{number:04d}"
+    if ed.year == 2021 and split == "test":
+        return base + ".wav"  # 2021's dev test names carry no attributes
+    return f"{base}_{format_attributes(attributes)}.wav"
+
+
 def _dataset_of(ed: Edition, path: Path, machine: str, section: str) -> str:
     """dev or eval: from the folder above the machine when it is dev_data/eval_data, else the section."""
     parent = path.parent.parent.parent.name
