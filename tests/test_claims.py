@@ -210,3 +210,25 @@ def test_the_summary_loads_label_free_scores(tmp_path) -> None:
     caption = summary.claims_caption(res)
     assert "val_loss" in caption and "final" in caption and "20 replicates" in caption
     assert claims_table(res).loc["LS 0.05 > LS 0", "seeds"] == "1"
+
+
+def test_the_seed_component_has_the_unbiased_width_with_few_seeds() -> None:
+    """Issue 17.3: seeds whose AUC is 1, 1 and 0 on every clip resample (perfect or inverted scores),
+    against a constant rival: the replicates vary by the seeds alone, and their sd must be the
+    standard error of the mean over 3 seeds, s / sqrt(3) = 1/3, not the plug-in sqrt(2/3) / 3 = 0.27."""
+    from asdlib.report.claims import _align, _bootstrap, seed_scale
+
+    rng = np.random.default_rng(11)
+    base = base_scores(rng, seeds=(0,), n0=6, n1=4)
+    better = pd.concat([base.assign(seed=s, score=base["label"] * (1.0 if s < 2 else -1.0)) for s in range(3)])
+    worse = pd.concat([base.assign(seed=s, score=base["label"].astype(float)) for s in range(3)])
+    a = _align(better, worse, ("b", "a"), "dev")
+    boots, paired = _bootstrap(a, 6000, np.random.default_rng(0), 0.1)
+    assert paired
+    d = boots["AUC"]
+    assert d.mean() == pytest.approx(-1 / 3, abs=0.01)  # unbiased: the seed deviation averages to 0
+    assert d.std() == pytest.approx(np.std([1, 1, 0], ddof=1) / np.sqrt(3), rel=0.04)  # 1/3, not 0.272
+    assert seed_scale(3) == pytest.approx(np.sqrt(1.5)) and seed_scale(1) == 1.0
+    from asdlib.study.summary import claims_caption
+
+    assert "√(n/(n−1))" in claims_caption(evaluate_claims({"b": better, "a": worse}, claims=[CLAIM], n_boot=10))

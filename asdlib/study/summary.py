@@ -116,7 +116,8 @@ def claims_caption(result: pd.DataFrame) -> str:
             f"over machine types, percentage points; the study's from its printed Means, ours the mean over "
             f"{n_seeds} seed(s) with a {level} paired bootstrap interval ({int(result['n_boot'].iloc[0])} replicates; "
             f"each resamples the test clips within each ID and label, the same clips for both experiments, and "
-            f"the seeds). Verdict: holds (interval above 0), reversed (below 0), not resolved at this size "
+            f"the seeds, the seed deviation scaled by √(n/(n−1)) to undo the (n−1)/n shrinkage of resampling n "
+            f"seeds). Verdict: holds (interval above 0), reversed (below 0), not resolved at this size "
             f"(contains 0). Checkpoints: the label-free selection ({CLAIM_SELECTION}: lowest loss on held-out "
             f"normal training clips, never the test labels) for classifiers, the final epoch for the autoencoder"
             f"{'; rules used: ' + ', '.join(rules) if rules else ''}")
