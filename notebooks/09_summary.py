@@ -51,7 +51,9 @@ display(Markdown(f"**{study.caption}**"))
 
 # %%
 means = summary.means_table(tidy, "Mean")
-study.save_table(means, "09_means", "Mean over machine types (AUC / pAUC %), ours vs the study's figures (study) and the difference Δ")
+study.save_table(means, "09_means", "Mean over machine types (AUC / pAUC %), ours vs the study's figures (study) and the "
+                 "difference Δ. Checkpoints: the study's rule (dev-test AUC + pAUC) for the study's experiments, the "
+                 "label-free val_loss for the improved recipe, the final epoch for reconstruction models")
 hmeans = summary.means_table(tidy, "Harmonic Mean")
 study.save_table(hmeans, "09_harmonic_means", "Harmonic mean over machine types (AUC / pAUC %), ours vs the study's figures")
 means

@@ -194,14 +194,16 @@ def test_the_summary_loads_label_free_scores(tmp_path) -> None:
 
     rng = np.random.default_rng(9)
     (tmp_path / "scores").mkdir()
-    files = {"integrated__val_loss": 0.9, "integrated__dev_auc_pauc": 0.0, "ls0__dev_auc_pauc": 0.5,
+    files = {"integrated__val_loss": 0.9, "integrated__dev_auc_pauc": 0.0, "ls0__dev_auc_pauc": 0.0, "ls0__last": 0.5,
+             "focal__dev_auc_pauc": 0.5,
              "autoencoder__final": 0.3, "autoencoder__val_loss": 0.0}
     for name, signal in files.items():
         base_scores(rng, signal=signal).drop(columns="seed").to_csv(tmp_path / "scores" / f"{name}.csv", index=False)
     study = SimpleNamespace(results_dir=tmp_path,
                             load_scores=lambda n: pd.read_csv(tmp_path / "scores" / f"{n}.csv", dtype={"machine_id": str}))
     scores, rules = summary.load_claim_scores(study)
-    assert rules == {"integrated": "val_loss", "ls0": "dev_auc_pauc", "autoencoder": "final"}
+    assert rules == {"integrated": "val_loss", "ls0": "last", "autoencoder": "final"}  # never the study's rule
+    assert scores["focal"] is None
     assert scores["individual"] is None and scores["integrated"] is not None
     res = evaluate_claims(scores, n_boot=20, selections=rules)
     by = res.set_index("claim")
