@@ -117,3 +117,19 @@ def test_bench_real_on_the_real_toycar_file(tmp_path):
     assert set(tidy["machine_id"]) == {"01", "02", "03", "04"}
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["data"]["n_mels"] == 128 and prov["data"]["n_frames"] == 200
+
+
+def test_the_tuning_set_figure_is_labelled_and_the_held_back_one_quoted():
+    """Issue 17.4: on the developers' half (the improved recipe's tuning set) the table says so and
+    quotes the held-back half's figures; the committed table.md is the generator's caption."""
+    note = bench.tuning_note({"path": "/anywhere/toycar_dev.npz"})
+    assert "tuning-set" in note and "AUC 86.9 ± 2.7, pAUC 81.2 ± 3.0" in note and "6fbb603" in note
+    assert bench.tuning_note({"path": "fake.npz"}) == ""
+    md = bench.table_markdown(pd.DataFrame(columns=["label", "scorer"]), "cap", 3, note)
+    assert md.splitlines()[0].endswith(note)
+    out = bench.ROOT / "results" / "real_toycar"
+    prov = json.loads((out / "provenance.json").read_text())
+    first = (out / "table.md").read_text().splitlines()[0]
+    assert first == bench.table_caption(prov["caption"], len(prov["config"]["seeds"]), bench.tuning_note(prov["data"]))
+    readme = (bench.ROOT / "README.md").read_text()
+    assert "tuning-set figure" in readme and "**86.9 ± 2.7**" in readme
