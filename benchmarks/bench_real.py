@@ -408,17 +408,18 @@ def run(args: argparse.Namespace) -> dict:
     (out / "table.md").write_text(table_markdown(table, cap, args.seeds, tuning_note(data)), encoding="utf-8")
     plot_per_id(tidy, cap, out / "per_id.png")
 
-    from asdlib.core.utils import atomic_write_text
+    from asdlib.core.utils import atomic_write_text, display_path, scrub_paths
 
     configs = {}
     for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
         configs.setdefault(r["method"], r["config"])
     cmd = " ".join(["benchmarks/bench_real.py", *(sys.argv[1:] if args.argv is None else args.argv)])
+    cmd = scrub_paths(cmd, [data_path, out])  # no absolute path of this machine in results/
     record["config"] = {"methods": configs, "seeds": list(range(args.seeds)),
                         "epochs": {m: scaled_epochs(m, args.epochs_scale) for m in args.methods},
                         "epochs_scale": args.epochs_scale, "max_clips": args.max_clips, "jobs": jobs,
                         "classifier_scorers": list(CLASSIFIER_SCORERS), "primary_scorer": PRIMARY}
-    record |= {"caption": cap, "data": {"path": str(data_path), **describe(data)}, "command": cmd,
+    record |= {"caption": cap, "data": {"path": display_path(data_path), **describe(data)}, "command": cmd,
                "wall_s": round(wall, 1), "runs": seconds.round(2).to_dict(orient="records"),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")

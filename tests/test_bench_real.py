@@ -69,6 +69,8 @@ def check_outputs(out: Path, n_ids: int, methods=bench.METHODS) -> pd.DataFrame:
     md = (out / "table.md").read_text()
     assert "real ToyCar log-mel features" in md and "improved recipe (asdlib)" in md and "ID01 AUC/pAUC" in md
     assert (out / "per_id.png").stat().st_size > 1000
+    for name in ("provenance.json", "table.md", "table.csv", "tidy.csv"):  # issue 17.5: no absolute path of the machine
+        assert str(out.parent) not in (out / name).read_text() and str(ROOT) not in (out / name).read_text(), name
     prov = json.loads((out / "provenance.json").read_text())
     assert {"versions", "device", "git", "config", "caption", "data", "wall_s"} <= set(prov)
     assert prov["config"]["methods"]["improved"]["input_norm"] == "per_mel"
@@ -88,6 +90,7 @@ def test_bench_real_on_a_synthetic_file(tmp_path):
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["data"]["n_train"] == 12 and prov["data"]["n_test"] == 12  # --tiny keeps 8 per group: all here
     assert "12 train clips, 12 test clips" in prov["caption"]
+    assert prov["data"]["path"] == "fake.npz" and "--data fake.npz" in prov["command"]
     assert prov["config"]["epochs"] == {"study": 1, "improved": 5, "autoencoder": 4, "wavenet": 1}
 
 
