@@ -18,6 +18,11 @@ in sorted order (a fixed summation order, so a figure is the same wherever it is
 the harmonic mean is ``scipy.stats.hmean``, 0 when a type mean is 0 (its limit: one type at
 AUC 0 drags the harmonic mean to 0) and NaN when one is negative or missing.
 
+**Several seeds in one frame** (notebook 09's score files hold every clip once per seed) are
+never pooled into one ranking: :func:`evaluate` and :func:`type_means` refuse a frame with a clip
+(or an ID) twice unless they group by ``seed`` (``by=("seed",)``), and :func:`bootstrap_ci`
+evaluates each seed on its own and averages the per-seed summaries, as the tables do.
+
 **IDs with a single class** (SINGLE_CLASS_POLICY): an ID whose labelled clips are all normal
 or all anomalous has no AUC. :func:`evaluate` and :func:`bootstrap_ci` raise on it, naming the
 ID, so nothing is silently missing from a type mean or a table. Code that evaluates a set it
