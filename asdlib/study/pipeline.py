@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ def run_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Pa
     finally:
         staged.unlink(missing_ok=True)
         if output.exists():  # papermill quotes the parameters and its paths verbatim: none of this machine's
-            paths = [parameters.get(k) for k in PATH_PARAMETERS] + [cwd, source.parent, output.parent]
+            paths = [parameters.get(k) for k in PATH_PARAMETERS] + [cwd, source.parent, output.parent, sys.prefix]
             atomic_write_text(output, scrub_paths(output.read_text(encoding="utf-8"), paths))
 
 
