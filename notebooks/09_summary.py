@@ -51,7 +51,9 @@ display(Markdown(f"**{study.caption}**"))
 
 # %%
 means = summary.means_table(tidy, "Mean")
-study.save_table(means, "09_means", "Mean over machine types (AUC / pAUC %), ours vs the study's figures (study) and the difference Δ")
+study.save_table(means, "09_means", "Mean over machine types (AUC / pAUC %), ours vs the study's figures (study) and the "
+                 "difference Δ. Checkpoints: the study's rule (dev-test AUC + pAUC) for the study's experiments, the "
+                 "label-free val_loss for the improved recipe, the final epoch for reconstruction models")
 hmeans = summary.means_table(tidy, "Harmonic Mean")
 study.save_table(hmeans, "09_harmonic_means", "Harmonic mean over machine types (AUC / pAUC %), ours vs the study's figures")
 means
@@ -99,6 +101,8 @@ sel
 
 # %% [markdown]
 # ## Bootstrap confidence intervals (95 %, type means)
+# Each seed is evaluated on its own and the figures are the mean over seeds (the main tables'
+# values); a replicate resamples the test clips once, the same clips for every seed.
 
 # %%
 from asdlib.report.metrics import bootstrap_ci
@@ -107,7 +111,10 @@ for exp in ("integrated", "transfer"):
     scores = study.load_scores(f"{exp}__dev_auc_pauc")
     ci = bootstrap_ci(scores, n_boot=study.profile.n_bootstrap, seed=seed)
     t = summary.ci_table(ci)
-    study.save_table(t, f"09_bootstrap_{exp}", f"{EXPERIMENTS[exp].label}: AUC / pAUC % with 95% bootstrap intervals "
-                     f"({study.profile.n_bootstrap} resamples of the test clips within each ID and label)")
+    n_seeds = int(ci["n_seeds"].iloc[0]) if len(ci) else 0
+    study.save_table(t, f"09_bootstrap_{exp}", f"{EXPERIMENTS[exp].label}: AUC / pAUC % (mean over {n_seeds} seed(s), "
+                     f"as in the main tables) with 95% bootstrap intervals ({study.profile.n_bootstrap} resamples of "
+                     "the test clips within each ID and label, the same clips for every seed; each seed evaluated "
+                     "on its own)")
     display(Markdown(f"### {EXPERIMENTS[exp].label}"))
     display(t)

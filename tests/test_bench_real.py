@@ -69,6 +69,8 @@ def check_outputs(out: Path, n_ids: int, methods=bench.METHODS) -> pd.DataFrame:
     md = (out / "table.md").read_text()
     assert "real ToyCar log-mel features" in md and "improved recipe (asdlib)" in md and "ID01 AUC/pAUC" in md
     assert (out / "per_id.png").stat().st_size > 1000
+    for name in ("provenance.json", "table.md", "table.csv", "tidy.csv"):  # issue 17.5: no absolute path of the machine
+        assert str(out.parent) not in (out / name).read_text() and str(ROOT) not in (out / name).read_text(), name
     prov = json.loads((out / "provenance.json").read_text())
     assert {"versions", "device", "git", "config", "caption", "data", "wall_s"} <= set(prov)
     assert prov["config"]["methods"]["improved"]["input_norm"] == "per_mel"
@@ -88,6 +90,7 @@ def test_bench_real_on_a_synthetic_file(tmp_path):
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["data"]["n_train"] == 12 and prov["data"]["n_test"] == 12  # --tiny keeps 8 per group: all here
     assert "12 train clips, 12 test clips" in prov["caption"]
+    assert prov["data"]["path"] == "fake.npz" and "--data fake.npz" in prov["command"]
     assert prov["config"]["epochs"] == {"study": 1, "improved": 5, "autoencoder": 4, "wavenet": 1}
 
 
@@ -117,3 +120,19 @@ def test_bench_real_on_the_real_toycar_file(tmp_path):
     assert set(tidy["machine_id"]) == {"01", "02", "03", "04"}
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["data"]["n_mels"] == 128 and prov["data"]["n_frames"] == 200
+
+
+def test_the_tuning_set_figure_is_labelled_and_the_held_back_one_quoted():
+    """Issue 17.4: on the developers' half (the improved recipe's tuning set) the table says so and
+    quotes the held-back half's figures; the committed table.md is the generator's caption."""
+    note = bench.tuning_note({"path": "/anywhere/toycar_dev.npz"})
+    assert "tuning-set" in note and "AUC 86.9 ± 2.7, pAUC 81.2 ± 3.0" in note and "6fbb603" in note
+    assert bench.tuning_note({"path": "fake.npz"}) == ""
+    md = bench.table_markdown(pd.DataFrame(columns=["label", "scorer"]), "cap", 3, note)
+    assert md.splitlines()[0].endswith(note)
+    out = bench.ROOT / "results" / "real_toycar"
+    prov = json.loads((out / "provenance.json").read_text())
+    first = (out / "table.md").read_text().splitlines()[0]
+    assert first == bench.table_caption(prov["caption"], len(prov["config"]["seeds"]), bench.tuning_note(prov["data"]))
+    readme = (bench.ROOT / "README.md").read_text()
+    assert "tuning-set figure" in readme and "**86.9 ± 2.7**" in readme

@@ -194,14 +194,16 @@ def test_the_summary_loads_label_free_scores(tmp_path) -> None:
 
     rng = np.random.default_rng(9)
     (tmp_path / "scores").mkdir()
-    files = {"integrated__val_loss": 0.9, "integrated__dev_auc_pauc": 0.0, "ls0__dev_auc_pauc": 0.5,
+    files = {"integrated__val_loss": 0.9, "integrated__dev_auc_pauc": 0.0, "ls0__dev_auc_pauc": 0.0, "ls0__last": 0.5,
+             "focal__dev_auc_pauc": 0.5,
              "autoencoder__final": 0.3, "autoencoder__val_loss": 0.0}
     for name, signal in files.items():
         base_scores(rng, signal=signal).drop(columns="seed").to_csv(tmp_path / "scores" / f"{name}.csv", index=False)
     study = SimpleNamespace(results_dir=tmp_path,
                             load_scores=lambda n: pd.read_csv(tmp_path / "scores" / f"{n}.csv", dtype={"machine_id": str}))
     scores, rules = summary.load_claim_scores(study)
-    assert rules == {"integrated": "val_loss", "ls0": "dev_auc_pauc", "autoencoder": "final"}
+    assert rules == {"integrated": "val_loss", "ls0": "last", "autoencoder": "final"}  # never the study's rule
+    assert scores["focal"] is None
     assert scores["individual"] is None and scores["integrated"] is not None
     res = evaluate_claims(scores, n_boot=20, selections=rules)
     by = res.set_index("claim")
@@ -210,3 +212,25 @@ def test_the_summary_loads_label_free_scores(tmp_path) -> None:
     caption = summary.claims_caption(res)
     assert "val_loss" in caption and "final" in caption and "20 replicates" in caption
     assert claims_table(res).loc["LS 0.05 > LS 0", "seeds"] == "1"
+
+
+def test_the_seed_component_has_the_unbiased_width_with_few_seeds() -> None:
+    """Issue 17.3: seeds whose AUC is 1, 1 and 0 on every clip resample (perfect or inverted scores),
+    against a constant rival: the replicates vary by the seeds alone, and their sd must be the
+    standard error of the mean over 3 seeds, s / sqrt(3) = 1/3, not the plug-in sqrt(2/3) / 3 = 0.27."""
+    from asdlib.report.claims import _align, _bootstrap, seed_scale
+
+    rng = np.random.default_rng(11)
+    base = base_scores(rng, seeds=(0,), n0=6, n1=4)
+    better = pd.concat([base.assign(seed=s, score=base["label"] * (1.0 if s < 2 else -1.0)) for s in range(3)])
+    worse = pd.concat([base.assign(seed=s, score=base["label"].astype(float)) for s in range(3)])
+    a = _align(better, worse, ("b", "a"), "dev")
+    boots, paired = _bootstrap(a, 6000, np.random.default_rng(0), 0.1)
+    assert paired
+    d = boots["AUC"]
+    assert d.mean() == pytest.approx(-1 / 3, abs=0.01)  # unbiased: the seed deviation averages to 0
+    assert d.std() == pytest.approx(np.std([1, 1, 0], ddof=1) / np.sqrt(3), rel=0.04)  # 1/3, not 0.272
+    assert seed_scale(3) == pytest.approx(np.sqrt(1.5)) and seed_scale(1) == 1.0
+    from asdlib.study.summary import claims_caption
+
+    assert "√(n/(n−1))" in claims_caption(evaluate_claims({"b": better, "a": worse}, claims=[CLAIM], n_boot=10))

@@ -10,6 +10,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from asdlib.report.metrics import (
+    METRICS,
     auc_pauc,
     auc_pauc_batch,
     bootstrap_ci,
@@ -199,3 +200,62 @@ def test_summarise_a_reference_with_means_only() -> None:
 
     t = summarise(reference_table("focal"), "focal")
     assert set(t["row"]) == {"Mean", "Harmonic Mean"} and len(t) == 8
+
+
+def _seeded(n_per_label: int, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """The same clips scored by several seeds (a ``seed`` and a ``file`` column), seeds differing in skill."""
+    parts = []
+    for s in seeds:
+        rng = np.random.default_rng(100 + s)
+        for t, shift in (("fan", 0.5 + 0.4 * s), ("valve", 1.2 - 0.3 * s)):
+            for mid in ("00", "02"):
+                f = _frame("dev", t, mid, rng.normal(size=n_per_label), rng.normal(shift, size=n_per_label))
+                parts.append(f.assign(file=[f"{mid}_{k}.wav" for k in range(len(f))], seed=s))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_bootstrap_point_values_are_the_tables_means_over_seeds() -> None:
+    """Issue 17.1: several seeds' scores are evaluated per seed, never pooled into one ranking."""
+    from asdlib.report.tables import study_table
+
+    scores = _seeded(25)
+    per_id = evaluate(scores, by=("seed",))
+    tidy = pd.concat([to_tidy(per_id[per_id["seed"] == s].drop(columns="seed"), "x", seed=s) for s in (0, 1, 2)])
+    table = study_table(tidy, "x")
+    ci = bootstrap_ci(scores, n_boot=50, seed=3).set_index(["machine_type", "metric"])
+    for row in ("fan", "valve", "Mean", "Harmonic Mean"):
+        for metric in METRICS:
+            assert round(100 * ci.loc[(row, metric), "value"], 2) == table.loc[row, f"Dev {metric}"], (row, metric)
+    assert (ci["n_seeds"] == 3).all()
+    with pytest.raises(ValueError, match="3 seeds"):
+        evaluate(scores)
+    with pytest.raises(ValueError, match="duplicate clips"):
+        evaluate(scores.drop(columns="seed"))
+    with pytest.raises(ValueError, match="duplicate IDs"):
+        type_means(per_id)
+    with pytest.raises(ValueError, match="seed 2 did not score every clip"):
+        bootstrap_ci(scores.drop(index=scores.index[-1]), n_boot=5)
+
+
+def test_bootstrap_shares_the_clip_resample_across_seeds() -> None:
+    """Identical seeds give exactly the one-seed interval: the same clip indices serve every seed."""
+    one = _seeded(20, seeds=(0,))
+    three = pd.concat([one.assign(seed=s) for s in (4, 5, 6)], ignore_index=True)
+    a, b = bootstrap_ci(one, n_boot=100, seed=1), bootstrap_ci(three, n_boot=100, seed=1)
+    cols = ["value", "ci_low", "ci_high"]
+    np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=0, atol=1e-12)
+
+
+def test_bootstrap_of_the_committed_scores_matches_the_committed_tables() -> None:
+    """Issue 17.1 on the committed results: 09's bootstrap point values are the main tables' means over seeds."""
+    from asdlib.core.utils import repo_root
+    from asdlib.report.tables import study_table
+
+    results = repo_root() / "results"
+    scores = pd.read_csv(results / "scores" / "integrated__dev_auc_pauc.csv", dtype={"machine_id": str})
+    tidy = pd.read_csv(results / "tidy" / "03_individual_vs_integrated.csv", dtype={"machine_id": str})
+    table = study_table(tidy, "integrated", selection="dev_auc_pauc")
+    ci = bootstrap_ci(scores, n_boot=2).set_index(["dataset", "machine_type", "metric"])
+    for row in ("ToyCar", "fan", "Mean", "Harmonic Mean"):
+        for metric in METRICS:
+            assert round(100 * ci.loc[("dev", row, metric), "value"], 2) == table.loc[row, f"Dev {metric}"]

@@ -76,6 +76,42 @@ def test_failing_notebook_stops_the_run_and_is_named(tmp_path, tiny_dataset):
     assert (tmp_path / "res" / "html" / "notebooks" / f"{third}.html").exists()  # the results as web pages
 
 
+def test_no_absolute_path_of_the_machine_in_the_results(tmp_path, tiny_dataset):
+    """Issue 17.5: run_info.json, results/README.md, the executed notebooks (papermill's parameters
+    and metadata, printed paths), table captions and the site name paths relative to the repository,
+    or the data by its name; never this machine's absolute paths (repository or temporary folder)."""
+    nb = tmp_path / "nb"
+    first = NOTEBOOKS[0]
+    _fake_notebooks(nb, {first: "import pandas as pd\nfrom asdlib.study import open_study\n\n"
+                                "study = open_study(globals())\n"
+                                "study.save_table(pd.DataFrame({'a': [1]}), 'paths', 'a table')\n"
+                                "print(results_dir, work_dir, data_root)"})
+    cfg = ReproduceConfig(data_root=str(tiny_dataset), profile="ci", device="cpu", results_dir=str(tmp_path / "res"),
+                          work_dir=str(tmp_path / "work"), notebooks_dir=str(nb), notebooks=(first,),
+                          data_note=f"a test root at {tiny_dataset}")
+    reproduce(cfg, progress=False)
+    res = tmp_path / "res"
+    assert "under data," in (res / "tables" / "paths.md").read_text()  # the data by its folder's name
+    info = json.loads((res / "run_info.json").read_text())
+    assert info["config"]["parameters"]["data_root"] == "data" and info["config"]["results_dir"] == "res"
+    texts = [p for p in res.rglob("*") if p.is_file() and p.suffix in (".json", ".md", ".csv", ".html", ".ipynb")]
+    assert {"run_info.json", "README.md", f"{first}.ipynb", f"{first}.html", "index.html"} <= {p.name for p in texts}
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        for machine in (str(tmp_path), str(ROOT)):
+            assert machine not in text, f"{path.relative_to(res)} names {machine}"
+
+
+def test_display_path_is_relative_to_the_repository_or_the_data_name(tmp_path):
+    from asdlib.core.utils import display_path, scrub_paths
+
+    assert display_path(ROOT / "runs" / "smoke" / "synthetic_data") == "runs/smoke/synthetic_data"
+    assert display_path(tmp_path / "dcase2020-mini") == "dcase2020-mini"
+    assert display_path("runs/x") == "runs/x" and display_path(None) is None
+    text = f"a {ROOT}/results/x.md b {tmp_path}/mini c {ROOT} d {ROOT}2"
+    assert scrub_paths(text, [tmp_path / "mini"]) == f"a results/x.md b mini c . d {ROOT}2"
+
+
 def test_unknown_notebook_name_is_refused():
     with pytest.raises(AsdlibError, match="unknown notebook"):
         ReproduceConfig(notebooks=("99_nothing",))

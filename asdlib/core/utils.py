@@ -4,9 +4,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
@@ -61,6 +62,43 @@ def repo_root() -> Path:
     """The repository this package was installed from (editable install) or the CWD."""
     here = Path(__file__).resolve().parent.parent
     return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def display_path(path: str | os.PathLike | None, root: str | os.PathLike | None = None) -> str | None:
+    """A path as it may be written into ``results/``: never the absolute path of the machine that ran it.
+
+    Inside the repository (``root``, default :func:`repo_root`): relative to it, POSIX style
+    (``runs/smoke/synthetic_data``); elsewhere: the folder's or file's own name, which names
+    the data (``dcase2020-mini``, ``toycar_dev.npz``). A relative path is kept as given; None stays None.
+    """
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        return p.as_posix()
+    p = p.resolve()
+    base = Path(root if root is not None else repo_root()).resolve()
+    try:
+        rel = p.relative_to(base).as_posix()
+    except ValueError:
+        return p.name or p.as_posix()
+    return rel or "."
+
+
+def scrub_paths(text: str, paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
+    """``text`` with each absolute path of ``paths`` (and the repository root) written as :func:`display_path` does.
+
+    For outputs that quote paths verbatim (an executed notebook's parameters and metadata):
+    longer paths first, so a data root inside the repository is replaced whole.
+    """
+    base = Path(root if root is not None else repo_root()).resolve()
+    known = {str(Path(p).expanduser().resolve()) for p in paths if p is not None and Path(p).expanduser().is_absolute()}
+    known.add(str(base))
+    for p in sorted(known, key=len, reverse=True):
+        shown = display_path(p, base)
+        text = re.sub(re.escape(p) + r"(/|(?![\w.-]))",
+                      lambda m, shown=shown: ("" if shown == "." else shown + "/") if m.group(1) else shown, text)
+    return text
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -22,6 +22,10 @@ seeds were trained:
   and data order, so their difference is less noisy, and pairing independent runs is
   still valid because the pairs are then independent draws); otherwise each side's seeds
   are drawn independently.
+* *Few seeds.* Resampling n seeds with replacement shrinks the seed part of the variance
+  by (n - 1) / n (a third with 3 seeds); each replicate's seed deviation (the drawn seeds'
+  mean minus all seeds' mean on the same clips) is therefore scaled by sqrt(n / (n - 1))
+  (:func:`seed_scale`), which restores the unbiased s^2 / n of the mean over seeds.
 * *Clips are crossed with seeds, not nested in them.* Every seed is scored on the same
   test set, so one clip resample per replicate is applied to every drawn seed. Drawing a
   fresh clip resample per seed would let the test-set noise average out over seeds,
@@ -184,9 +188,27 @@ def _point(a: _Aligned, side: str, max_fpr: float) -> dict[str, float]:
     return {metric: float(_overall(vals[:, :, j], a.types).mean()) for j, metric in enumerate(METRICS)}
 
 
+def seed_scale(n_seeds: int) -> float:
+    """The factor on the bootstrap's seed component: sqrt(n / (n - 1)) for n > 1 seeds, 1 for one.
+
+    The mean of n values drawn with replacement from n seeds varies around their mean with
+    variance (n - 1) / n * s^2 / n (the plug-in variance), not s^2 / n: with 3 seeds the seed
+    part of the variance is a third too small. Scaling each replicate's seed deviation by
+    sqrt(n / (n - 1)) restores the unbiased s^2 / n.
+    """
+    return float(np.sqrt(n_seeds / (n_seeds - 1))) if n_seeds > 1 else 1.0
+
+
 def _bootstrap(a: _Aligned, n_boot: int, rng: np.random.Generator, max_fpr: float) -> tuple[dict[str, np.ndarray],
                                                                                                 bool]:
-    """(n_boot,) replicates of better minus worse per metric, and whether seeds were paired."""
+    """(n_boot,) replicates of better minus worse per metric, and whether seeds were paired.
+
+    A replicate's value of one side is ``all + seed_scale(n) * (drawn - all)``: ``all`` the
+    mean over every seed on the replicate's clip resample (the clip component), ``drawn`` the
+    mean over the seeds drawn with replacement; the seed deviation is rescaled by
+    :func:`seed_scale` (the overall Mean is linear in the per-ID values, so this is the same
+    at every level).
+    """
     s_b, s_w = a.better[0].shape[0], a.worse[0].shape[0]
     paired = s_b == s_w
     d_b = rng.integers(0, s_b, (n_boot, s_b))
@@ -197,10 +219,13 @@ def _bootstrap(a: _Aligned, n_boot: int, rng: np.random.Generator, max_fpr: floa
         neg_idx = neg_i[rng.integers(0, neg_i.size, (n_boot, neg_i.size))]  # one clip resample per replicate,
         pos_idx = pos_i[rng.integers(0, pos_i.size, (n_boot, pos_i.size))]  # shared by both sides and all seeds
         for side, m, d in (("better", mb, d_b), ("worse", mw, d_w)):
-            neg = m[d[:, :, None], neg_idx[:, None, :]].reshape(-1, neg_i.size)
-            pos = m[d[:, :, None], pos_idx[:, None, :]].reshape(-1, pos_i.size)
-            auc, pauc = auc_pauc_batch(neg, pos, max_fpr)
-            per_id[side].append(np.stack([auc, pauc]).reshape(2, n_boot, -1).mean(axis=2))  # mean over drawn seeds
+            n_seeds = m.shape[0]
+            neg = m[:, neg_idx].reshape(-1, neg_i.size)  # (S * n_boot, n_neg): every seed on every resample
+            pos = m[:, pos_idx].reshape(-1, pos_i.size)
+            vals = np.stack(auc_pauc_batch(neg, pos, max_fpr)).reshape(2, n_seeds, n_boot)
+            every = vals.mean(axis=1)  # (2, n_boot)
+            drawn = np.take_along_axis(vals.transpose(0, 2, 1), np.broadcast_to(d, (2, *d.shape)), axis=2).mean(axis=2)
+            per_id[side].append(every + seed_scale(n_seeds) * (drawn - every))
     diff = _overall(np.stack(per_id["better"]), a.types) - _overall(np.stack(per_id["worse"]), a.types)
     return dict(zip(METRICS, diff)), paired
 
@@ -289,5 +314,5 @@ def claims_table(result: pd.DataFrame, metrics: Sequence[str] = METRICS, decimal
     return out
 
 
-__all__ = ["Claim", "CLAIMS", "HOLDS", "REVERSED", "UNRESOLVED", "NOT_RUN", "VERDICTS", "verdict",
+__all__ = ["Claim", "CLAIMS", "HOLDS", "REVERSED", "UNRESOLVED", "NOT_RUN", "VERDICTS", "verdict", "seed_scale",
            "evaluate_claims", "claims_table"]

@@ -18,6 +18,11 @@ in sorted order (a fixed summation order, so a figure is the same wherever it is
 the harmonic mean is ``scipy.stats.hmean``, 0 when a type mean is 0 (its limit: one type at
 AUC 0 drags the harmonic mean to 0) and NaN when one is negative or missing.
 
+**Several seeds in one frame** (notebook 09's score files hold every clip once per seed) are
+never pooled into one ranking: :func:`evaluate` and :func:`type_means` refuse a frame with a clip
+(or an ID) twice unless they group by ``seed`` (``by=("seed",)``), and :func:`bootstrap_ci`
+evaluates each seed on its own and averages the per-seed summaries, as the tables do.
+
 **IDs with a single class** (SINGLE_CLASS_POLICY): an ID whose labelled clips are all normal
 or all anomalous has no AUC. :func:`evaluate` and :func:`bootstrap_ci` raise on it, naming the
 ID, so nothing is silently missing from a type mean or a table. Code that evaluates a set it
@@ -121,33 +126,65 @@ def auc_pauc_batch(neg: np.ndarray, pos: np.ndarray, max_fpr: float = MAX_FPR) -
     return auc, pauc
 
 
-def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+CLIP_KEY = ("dataset", "machine_type", "machine_id", "file")  # one clip; a frame has one row per clip (and seed)
+
+
+def check_unique_clips(scores: pd.DataFrame, by: Sequence[str] = ()) -> None:
+    """Refuse a scores frame that holds a clip twice within a group of ``by``.
+
+    Several seeds' scores in one frame (notebook 09's score files) give every clip once per
+    seed; an aggregation that does not group by ``seed`` would pool them, ranking one model's
+    normal clips against another model's anomalies. So a frame with duplicate (dataset,
+    machine_type, machine_id, file) rows, or with several ``seed`` values, is refused unless
+    ``by`` names ``seed``.
+    """
+    by = list(by)
+    if "seed" in scores.columns and "seed" not in by and scores["seed"].nunique(dropna=False) > 1:
+        raise ValueError(f"the scores hold {scores['seed'].nunique(dropna=False)} seeds "
+                         f"({sorted(scores['seed'].unique().tolist())}); evaluate each seed on its own "
+                         "(group by 'seed', e.g. evaluate(scores, by=('seed',))) instead of pooling their clips")
+    if "file" not in scores.columns:
+        return
+    key = [*by, *CLIP_KEY]
+    dup = scores.duplicated(key)
+    if dup.any():
+        first = scores.loc[dup, key].iloc[0].tolist()
+        raise ValueError(f"the scores hold {int(dup.sum())} duplicate clips by {key} (first: {first}); "
+                         "one row per clip" + ("" if "seed" in by else " (and seed: group by 'seed')") + " is needed")
+
+
+def _check_scores(scores: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    missing = [c for c in (*SCORE_COLUMNS, *by) if c not in scores.columns]
     if missing:
         raise ValueError(f"scores frame lacks columns {missing}; needs {list(SCORE_COLUMNS)}")
+    check_unique_clips(scores, by)
     labelled = scores[scores["label"].astype(int) != -1].copy()
     labelled["label"] = labelled["label"].astype(int)
     labelled["machine_id"] = labelled["machine_id"].astype(str).str.zfill(2)  # an ID read as int 1 is '01'
     return labelled
 
 
-def evaluate(scores: pd.DataFrame, max_fpr: float = MAX_FPR) -> pd.DataFrame:
-    """Per-ID AUC and pAUC in long form (one row per ID and metric).
+def evaluate(scores: pd.DataFrame, max_fpr: float = MAX_FPR, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Per-ID AUC and pAUC in long form (one row per ID and metric, and per group of ``by``).
 
-    ``scores`` has one row per clip. Clips labelled -1 (unknown) are left out, so an ID
-    without labels simply yields no rows; an ID with only one class raises (see
-    SINGLE_CLASS_POLICY), since a silently missing ID would bias the type mean.
+    ``scores`` has one row per clip (per group of ``by``, e.g. ``by=("seed",)`` for several
+    seeds' scores in one frame; a clip twice in a group, or several seeds without
+    ``by=("seed",)``, is refused: :func:`check_unique_clips`). Clips labelled -1 (unknown) are
+    left out, so an ID without labels simply yields no rows; an ID with only one class raises
+    (see SINGLE_CLASS_POLICY), since a silently missing ID would bias the type mean.
     """
+    by = list(by)
     rows = []
-    for (ds, mt, mid), g in _check_scores(scores).groupby(["dataset", "machine_type", "machine_id"], sort=True):
+    for key, g in _check_scores(scores, by).groupby([*by, "dataset", "machine_type", "machine_id"], sort=True):
+        ds, mt, mid = key[len(by):]
         try:
             auc, pauc = auc_pauc(g["label"].to_numpy(), g["score"].to_numpy(), max_fpr)
         except ValueError as e:
             raise ValueError(f"{ds} {mt} id {mid}: {e}") from None
         n1 = int(g["label"].sum())
         for metric, value in (("AUC", auc), ("pAUC", pauc)):
-            rows.append((ds, mt, mid, metric, value, len(g) - n1, n1))
-    return pd.DataFrame(rows, columns=list(PER_ID_COLUMNS))
+            rows.append((*key, metric, value, len(g) - n1, n1))
+    return pd.DataFrame(rows, columns=[*by, *PER_ID_COLUMNS])
 
 
 def single_class_ids(scores: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -173,6 +210,12 @@ def type_means(per_id: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     ``[*by, dataset, machine_type, metric, value, n_ids]``, types in the study's order.
     """
     keys = [*by, "dataset", "machine_type", "metric"]
+    if "machine_id" in per_id.columns:  # an ID twice in a group: several seeds (or rules) pooled into one mean
+        dup = per_id.duplicated([*keys, "machine_id"])
+        if dup.any():
+            first = per_id.loc[dup, [*keys, "machine_id"]].iloc[0].tolist()
+            raise ValueError(f"per-ID values hold {int(dup.sum())} duplicate IDs by {[*keys, 'machine_id']} "
+                             f"(first: {first}); several seeds or selection rules? group by them (by=('seed',))")
     out = per_id.groupby(keys, sort=False)["value"].agg(["mean", "size"]).reset_index()
     out = out.rename(columns={"mean": "value", "size": "n_ids"})
     out["_o"] = out["machine_type"].map({t: k for k, t in enumerate(_type_order(out["machine_type"]))})
@@ -246,45 +289,80 @@ def summary_means(per_id: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     return pd.concat([types, overall], ignore_index=True) if len(overall) else types
 
 
+def _seed_matrix(g: pd.DataFrame, seeds: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One ID's labels (n,) and scores (n_seeds, n): clips matched across seeds by file name."""
+    if "file" not in g.columns and len(seeds) == 1:
+        return g["label"].to_numpy(), g["score"].to_numpy(float)[None, :]
+    if "file" not in g.columns:
+        raise ValueError(f"{where}: several seeds' scores need a 'file' column to match each clip across the seeds")
+    wide = g.pivot(index="file", columns="seed", values="score").reindex(columns=seeds).sort_index()
+    if wide.isna().any().any():
+        seed = wide.columns[wide.isna().any()].tolist()[0]
+        raise ValueError(f"{where}: seed {seed} did not score every clip (first missing: "
+                         f"{wide.index[wide[seed].isna()][0]}); every seed must score the same clips")
+    labels = g.groupby("file")["label"].agg(["min", "max"]).reindex(wide.index)
+    if (labels["min"] != labels["max"]).any():
+        raise ValueError(f"{where}: a clip has different labels in different seeds")
+    return labels["min"].to_numpy(), wide.to_numpy(float).T
+
+
 def bootstrap_ci(scores: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                  max_fpr: float = MAX_FPR) -> pd.DataFrame:
     """Percentile confidence intervals of the type-mean AUC/pAUC (and of the overall means).
 
-    Clips are resampled with replacement within each ID and within each label, so every
-    resample keeps the ID's numbers of normal and anomalous clips (stratified bootstrap):
-    the interval reflects which clips happened to be in the test set, not class balance.
-    Each replicate's per-ID values go through :func:`summary_means`, as the point estimate's
-    do. Returns dataset, machine_type (a type, 'Mean' or 'Harmonic Mean'), metric, value (the
-    point estimate on the original clips), ci_low, ci_high, n_boot. A replicate in which a
-    type's mean is 0 (likely with a few clips per ID) has a harmonic mean of 0.
+    **Seeds.** ``scores`` may hold several seeds' scores of the same test clips (a ``seed``
+    column, clips matched by ``file``). Each seed is evaluated on its own and the figures are
+    the mean over seeds of its per-seed summary (:func:`summary_means`), exactly the main
+    tables' values; seeds are never pooled into one ranking.
+
+    **Clips.** Clips are resampled with replacement within each ID and within each label, so
+    every resample keeps the ID's numbers of normal and anomalous clips (stratified
+    bootstrap): the interval reflects which clips happened to be in the test set, not class
+    balance. Every seed is scored on the same test set, so one replicate draws **one set of
+    clip indices shared by all seeds** (as :mod:`asdlib.report.claims` does) and takes the
+    mean over seeds of the per-seed summaries; the seeds themselves are not resampled (the
+    interval covers the test clips, for this set of trained models).
+
+    Returns dataset, machine_type (a type, 'Mean' or 'Harmonic Mean'), metric, value (the
+    point estimate on the original clips), ci_low, ci_high, n_boot, n_seeds. A replicate in
+    which a type's mean is 0 (likely with a few clips per ID) has a harmonic mean of 0.
     """
     if n_boot < 1 or not (0 < alpha < 1):
         raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1, got {n_boot}, {alpha}")
+    frame = scores if "seed" in scores.columns else scores.assign(seed=0)
+    labelled = _check_scores(frame, by=("seed",))
+    seeds = sorted(labelled["seed"].unique().tolist())
     rng = np.random.default_rng(seed)
     points, keys, boots = [], [], []
-    for (ds, mt, mid), g in _check_scores(scores).groupby(["dataset", "machine_type", "machine_id"], sort=True):
-        s, y = g["score"].to_numpy(float), g["label"].to_numpy()
-        neg, pos = s[y == LABEL_NORMAL], s[y == LABEL_ANOMALY]
+    for (ds, mt, mid), g in labelled.groupby(["dataset", "machine_type", "machine_id"], sort=True):
+        where = f"{ds} {mt} id {mid}"
+        y, m = _seed_matrix(g, seeds, where)  # (n,), (S, n)
         try:
-            point = auc_pauc(y, s, max_fpr)
+            point = [auc_pauc(y, m[k], max_fpr) for k in range(len(seeds))]
         except ValueError as e:
-            raise ValueError(f"{ds} {mt} id {mid}: {e}") from None
-        neg_b = neg[rng.integers(0, neg.size, (n_boot, neg.size))]
-        pos_b = pos[rng.integers(0, pos.size, (n_boot, pos.size))]
-        for metric, p, b in zip(METRICS, point, auc_pauc_batch(neg_b, pos_b, max_fpr)):
-            points.append((ds, mt, mid, metric, p))
-            keys.append((ds, mt, mid, metric))
-            boots.append(b)
-    id_cols = ["dataset", "machine_type", "machine_id", "metric"]
-    point = summary_means(pd.DataFrame(points, columns=[*id_cols, "value"]))
+            raise ValueError(f"{where}: {e}") from None
+        neg_i, pos_i = np.flatnonzero(y == LABEL_NORMAL), np.flatnonzero(y == LABEL_ANOMALY)
+        neg_idx = neg_i[rng.integers(0, neg_i.size, (n_boot, neg_i.size))]  # one clip resample per replicate,
+        pos_idx = pos_i[rng.integers(0, pos_i.size, (n_boot, pos_i.size))]  # shared by every seed
+        batch = auc_pauc_batch(m[:, neg_idx].reshape(-1, neg_i.size), m[:, pos_idx].reshape(-1, pos_i.size), max_fpr)
+        for j, (metric, b) in enumerate(zip(METRICS, batch)):
+            for k, s in enumerate(seeds):
+                points.append((s, ds, mt, mid, metric, point[k][j]))
+                keys.append((s, ds, mt, mid, metric))
+                boots.append(b.reshape(len(seeds), n_boot)[k])
+    id_cols = ["seed", "dataset", "machine_type", "machine_id", "metric"]
+    per_seed = summary_means(pd.DataFrame(points, columns=[*id_cols, "value"]), by=("seed",))
+    point = per_seed.groupby(["dataset", "row", "metric"], sort=False)["value"].mean().reset_index()
     replicas = pd.DataFrame(np.repeat(np.array(keys, dtype=object), n_boot, axis=0), columns=id_cols)
     replicas["boot"] = np.tile(np.arange(n_boot), len(keys))
     replicas["value"] = np.concatenate(boots) if boots else np.empty(0)
-    per_boot = summary_means(replicas, by=("boot",)).sort_values("boot", kind="stable")
+    per_boot = summary_means(replicas, by=("boot", "seed"))
+    per_boot = per_boot.groupby(["dataset", "row", "metric", "boot"], sort=True)["value"].mean().reset_index()
     dist = {k: g["value"].to_numpy() for k, g in per_boot.groupby(["dataset", "row", "metric"], sort=False)}
-    rows = [(ds, row, metric, v, *np.quantile(dist[(ds, row, metric)], [alpha / 2, 1 - alpha / 2]), n_boot)
-            for ds, row, metric, v in point[["dataset", "row", "metric", "value"]].itertuples(index=False)]
-    out = pd.DataFrame(rows, columns=["dataset", "machine_type", "metric", "value", "ci_low", "ci_high", "n_boot"])
+    rows = [(ds, row, metric, v, *np.quantile(dist[(ds, row, metric)], [alpha / 2, 1 - alpha / 2]), n_boot,
+             len(seeds)) for ds, row, metric, v in point[["dataset", "row", "metric", "value"]].itertuples(index=False)]
+    out = pd.DataFrame(rows, columns=["dataset", "machine_type", "metric", "value", "ci_low", "ci_high", "n_boot",
+                                      "n_seeds"])
     order = {t: k for k, t in enumerate(list(MACHINE_TYPES) + [MEAN_ROW, HMEAN_ROW])}
     out["_o"] = out["machine_type"].map(lambda t: order.get(t, len(MACHINE_TYPES) - 0.5))
     return out.sort_values(["dataset", "_o", "metric"]).drop(columns="_o").reset_index(drop=True)

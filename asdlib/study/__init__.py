@@ -20,7 +20,9 @@ def open_study(parameters: Mapping[str, Any], show: bool = True) -> Study:
         raise KeyError(f"the parameters cell lacks {', '.join(missing)}; a notebook defines all of {PARAMETERS}")
     study = Study.open(**{p: parameters[p] for p in PARAMETERS})
     if show:
-        print(study.data_root, "|", study.data_label, "|", study.device, "|", study.seeds_text)
+        from ..core.utils import display_path
+
+        print(display_path(study.data_root), "|", study.data_label, "|", study.device, "|", study.seeds_text)
         print(study.caption)
     return study
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.errors import ConfigError
-from ..core.utils import atomic_write_text, repo_root, resolve_device
+from ..core.utils import atomic_write_text, display_path, repo_root, resolve_device
 from .profiles import StudyProfile, get_profile
 
 SYNTHETIC_CAPTION = ("SYNTHETIC DATA (asdlib synth, profile {profile}) and {model_note}: these figures test the "
@@ -105,7 +105,7 @@ class Study:
             return SYNTHETIC_CAPTION.format(profile=self.profile.name, model_note=note)
         subset = (self.data_root / "subset_manifest.json").exists()
         return REAL_CAPTION.format(subset=" (a subset read out of the Zenodo archives)" if subset else "",
-                                   root=self.data_root, counts=self.clip_counts_text, profile=self.profile.name,
+                                   root=display_path(self.data_root), counts=self.clip_counts_text, profile=self.profile.name,
                                    seeds=self.seeds_text, size_note=SUBSET_NOTE if subset else "")
 
     @property

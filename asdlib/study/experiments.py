@@ -25,7 +25,7 @@ from ..classify.checkpoint import class_name
 from ..classify.config import EXECUTION_SETTINGS, TrainConfig
 from ..classify.evaluate import EvalSet
 from ..classify.threshold import calibrate_run
-from ..classify.train import TrainResult, fit
+from ..classify.train import BestCheckpoint, TrainResult, fit
 from ..classify.transfer import finetune_classifier
 from ..core.machines import DATASETS, MACHINE_TYPES, class_labels, machine_ids
 from ..recon import (
@@ -37,13 +37,33 @@ from ..recon import (
     score_autoencoder,
     score_wavenet,
 )
-from .registry import Experiment, get_experiment
+from .registry import LABEL_FREE, LAST, Experiment, get_experiment
 
 SELECTIONS = ("dev_auc_pauc", "val_loss")  # the study's (sees dev-test labels) and a label-free one
 SELECTION_NOTES = {
     "dev_auc_pauc": "checkpoint with the largest dev-test AUC + pAUC (the study's rule; optimistic: it sees test labels)",
     "val_loss": "checkpoint with the lowest loss on held-out normal training clips (never sees test labels)",
+    LAST: "the final epoch (label-free; used where a run has no val_loss checkpoint, e.g. no held-out clips)",
 }
+
+
+def select_checkpoint(result, selection: str):
+    """``(label, checkpoint)`` of ``result`` (a TrainResult) under ``selection``; never a silent substitute.
+
+    The rule's own checkpoint where the run saved one. Where the label-free ``val_loss`` one
+    is missing (no held-out clips, or a loss that was never finite), the final epoch, labelled
+    ``last`` so no row claims a rule it did not use; it never falls back to a checkpoint chosen
+    on the test labels. A missing ``dev_auc_pauc`` checkpoint raises.
+    """
+    if selection in result.best:
+        return selection, result.best[selection]
+    if selection == LABEL_FREE:
+        epochs = result.history["epoch"] if "epoch" in getattr(result.history, "columns", ()) else ()
+        epoch = int(epochs.iloc[-1]) if len(epochs) else int(result.epochs_run)
+        return LAST, BestCheckpoint(criterion=LAST, path=str(result.last_path), epoch=epoch, value=float("nan"),
+                                    metrics={})
+    raise ValueError(f"run {result.out_dir} saved no {selection!r} checkpoint (it has {sorted(result.best)}); "
+                     f"was it trained without the {selection!r} criterion or its evaluation set?")
 
 
 def settings_key(*parts: object) -> str:
@@ -223,12 +243,13 @@ def evaluate_classifier(study, result, experiment: str, types: Sequence[str] = M
     chose the same epoch share one pass over the clips (the same weights give the same scores)."""
     tidy, all_scores, by_epoch = [], {}, {}
     for sel in SELECTIONS:
-        if sel in result.best:
-            best = result.best[sel]
-            t, all_scores[sel] = evaluate_checkpoint(study, best, experiment, sel, types, scorer,
-                                                     scores=by_epoch.get(best.epoch))
-            by_epoch[best.epoch] = all_scores[sel]
-            tidy.append(t)
+        if sel not in result.best and sel != LABEL_FREE:
+            continue  # no dev-test criterion in this run: no rows under the study's rule
+        label, best = select_checkpoint(result, sel)
+        t, all_scores[label] = evaluate_checkpoint(study, best, experiment, label, types, scorer,
+                                                   scores=by_epoch.get(best.epoch))
+        by_epoch[best.epoch] = all_scores[label]
+        tidy.append(t)
     return pd.concat(tidy, ignore_index=True), all_scores
 
 
@@ -313,11 +334,11 @@ def run_transfer(study, integrated: ExperimentResult, experiment: str = "transfe
             for t in MACHINE_TYPES:
                 r = transfer_classifier(study, transfer_source(run, sel), t, overrides, seed)
                 runs[seed][f"transfer_{t}__{sel}"] = r
-                best = r.best.get(sel) or next(iter(r.best.values()))
+                label, best = select_checkpoint(r, sel)  # never another rule's checkpoint under this rule's name
                 key = (r.out_dir, best.epoch)
-                t_, scored[key] = evaluate_checkpoint(study, best, experiment, sel, [t], scores=scored.get(key))
+                t_, scored[key] = evaluate_checkpoint(study, best, experiment, label, [t], scores=scored.get(key))
                 tidy.append(_with_seed(t_, seed))
-                scores.setdefault(sel, []).append(_with_seed(scored[key], seed))
+                scores.setdefault(label, []).append(_with_seed(scored[key], seed))
     return _collect(study, experiment, tidy, scores, runs, save)
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..core.errors import AsdlibError, ConfigError
-from ..core.utils import atomic_write_text, repo_root
+from ..core.utils import atomic_write_text, display_path, repo_root, scrub_paths
 
 NOTEBOOKS: tuple[str, ...] = (
     "01_data_exploration",
@@ -130,6 +131,21 @@ def run_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Pa
         ) from None
     finally:
         staged.unlink(missing_ok=True)
+        if output.exists():  # papermill quotes the parameters and its paths verbatim: none of this machine's
+            paths = [parameters.get(k) for k in PATH_PARAMETERS] + [cwd, source.parent, output.parent, sys.prefix]
+            atomic_write_text(output, scrub_paths(output.read_text(encoding="utf-8"), paths))
+
+
+PATH_PARAMETERS = ("data_root", "results_dir", "work_dir")  # written into results/ as display_path shows them
+PATH_SETTINGS = ("data_root", "results_dir", "work_dir", "notebooks_dir")
+
+
+def shown_paths(settings: dict[str, Any], keys: Sequence[str] = PATH_SETTINGS) -> dict[str, Any]:
+    """``settings`` with its path values as :func:`~asdlib.core.utils.display_path` writes them
+    (relative to the repository, or the data's name): no absolute path of this machine in results/."""
+    paths = [v for k, v in settings.items() if k in keys and isinstance(v, (str, Path))]
+    return {k: (display_path(v) if k in keys else scrub_paths(v, paths)) if isinstance(v, (str, Path)) else v
+            for k, v in settings.items()}
 
 
 def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any]]:
@@ -220,9 +236,10 @@ DATA_NOTE_START, DATA_NOTE_END = "<!-- data-source: written by asdlib reproduce 
 def data_note(cfg: ReproduceConfig, data_root: str, synthetic: bool) -> str:
     """One paragraph: which data this run used and why."""
     what = (f"the embedded **synthetic** dataset (profile `{cfg.profile}`)" if synthetic
-            else f"**real DCASE2020 recordings** under `{data_root}` (profile `{cfg.profile}`)")
+            else f"**real DCASE2020 recordings** under `{display_path(data_root)}` (profile `{cfg.profile}`)")
     why = f" Why: {cfg.data_note}" if cfg.data_note else ""
-    return f"This run used {what}.{why}"  # the data source in bold; no nested emphasis
+    text = f"This run used {what}.{why}"  # the data source in bold; no nested emphasis
+    return scrub_paths(text, [data_root, cfg.data_root, cfg.results_dir, cfg.work_dir])  # a reason may quote a path
 
 
 def write_data_note(readme: Path, note: str) -> None:
@@ -244,7 +261,8 @@ def _write_run_record(results: Path, cfg: ReproduceConfig, params: dict[str, Any
 
     lines = ["step,seconds,status"] + [f"{r['step']},{r['seconds']},{r['status']}" for r in rows]
     atomic_write_text(results / "timings.csv", "\n".join(lines) + "\n")
-    write_provenance(results / "run_info.json", config=asdict(cfg) | {"parameters": params}, device=cfg.device,
+    write_provenance(results / "run_info.json", config=shown_paths(asdict(cfg)) | {"parameters": shown_paths(params)},
+                     device=cfg.device,
                      synthetic_data=synthetic, timings=rows, data_source=data_note(cfg, params["data_root"], synthetic),
                      note=("Results on the embedded SYNTHETIC dataset (asdlib synth) with a small model: "
                            "they test the pipeline and are not the study's figures.") if synthetic else

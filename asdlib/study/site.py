@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from ..core.utils import display_path
 from .context import REAL_CAPTION, SYNTHETIC_CAPTION
 
 SITE_VERSION = "1"  # bump to rebuild every cached notebook page
@@ -180,7 +181,7 @@ def _banner(kind: str, info: dict[str, Any]) -> str:
     if kind == "synthetic":
         return f'<div class="banner synthetic">{_e(SYNTHETIC_BANNER)} (profile {_e(profile)})</div>'
     if kind == "real":
-        root = info.get("config", {}).get("parameters", {}).get("data_root") or "?"
+        root = display_path(info.get("config", {}).get("parameters", {}).get("data_root")) or "?"
         return f'<div class="banner real">DCASE2020 Task 2 data ({_e(root)}), profile {_e(profile)}.</div>'
     return '<div class="banner unknown">Data unknown: this results folder has no run_info.json.</div>'
 
@@ -342,7 +343,7 @@ def _index(results: Path, info: dict[str, Any], kind: str, banner: str, notebook
     rows = [("data", {"synthetic": "SYNTHETIC (asdlib synth)", "real": "DCASE2020 Task 2 (real recordings)"}
              .get(kind, "unknown")),
             ("profile", cfg.get("profile", "?")), ("seed", cfg.get("seed", "?")),
-            ("data root", cfg.get("parameters", {}).get("data_root") or cfg.get("data_root") or "?"),
+            ("data root", display_path(cfg.get("parameters", {}).get("data_root") or cfg.get("data_root")) or "?"),
             ("device", f"{cfg.get('device', '?')} ({info.get('device', {}).get('cpu', '')}, "
                        f"CUDA {'yes' if info.get('device', {}).get('cuda_available') else 'no'})"),
             ("git revision", f"{git.get('commit', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}"),

@@ -8,16 +8,29 @@ import pandas as pd
 from ..report.claims import CLAIMS, Claim
 from ..report.reference import HMEAN_ROW, MEAN_ROW
 from ..report.tables import VALUE_COLUMNS, study_table
-from .registry import EXPERIMENTS
+from .registry import EXPERIMENTS, LABEL_FREE, LAST
 
 
 def selection_for(tidy: pd.DataFrame, experiment: str) -> str | None:
-    """The selection rule of an experiment's summary row (its registry entry), or what the results hold."""
-    sel = EXPERIMENTS[experiment].selection if experiment in EXPERIMENTS else "dev_auc_pauc"
+    """The selection rule of an experiment's summary row: its registry entry's, never another.
+
+    Where the registry's rule is the label-free ``val_loss`` and the runs saved none, their
+    final epoch (``last``) stands in, so named. Results without that rule raise, naming the
+    rules they hold, rather than show a figure selected by another rule (the study's, which
+    sees the test labels). None where the results carry no selection column.
+    """
     if "selection" not in tidy.columns:
         return None
+    sel = EXPERIMENTS[experiment].selection if experiment in EXPERIMENTS else "dev_auc_pauc"
     present = set(tidy.loc[tidy["experiment"] == experiment, "selection"].dropna())
-    return sel if sel in present else (next(iter(present)) if present else None)
+    allowed = [r for r in (sel, *((LAST,) if sel == LABEL_FREE else ())) if r in present]
+    if len(allowed) == 1:
+        return allowed[0]
+    if len(allowed) > 1:
+        raise ValueError(f"{experiment!r} holds rows under both {allowed}: some runs lacked a {sel} checkpoint; "
+                         "its summary row would mix them")
+    raise ValueError(f"{experiment!r} has no rows selected by its rule {sel!r} (present: {sorted(present)}); "
+                     "its summary row does not fall back to another rule")
 
 
 def means_table(tidy: pd.DataFrame, row: str = MEAN_ROW) -> pd.DataFrame:
@@ -74,23 +87,23 @@ def ci_table(ci: pd.DataFrame) -> pd.DataFrame:
 
 
 # The checkpoint of a classifier experiment in the claims: the label-free rule (lowest loss on
-# held-out normal training clips), which never looks at the test labels the claims are tested on.
-CLAIM_SELECTION = "val_loss"
+# held-out normal training clips), which never looks at the test labels the claims are tested on;
+# where a run saved no such checkpoint, its final epoch (LAST). Never the study's rule.
+CLAIM_SELECTION = LABEL_FREE
 
 
 def claim_selection(study, experiment: str) -> str | None:
-    """The scores file rule used for ``experiment`` in the claims, or None where no scores were saved.
+    """The scores files' rule(s) used for ``experiment`` in the claims ('+'-joined), or None where none was saved.
 
-    Classifier and transfer experiments: ``val_loss`` where saved, else the registry's rule
-    (the row then names it); reconstruction experiments: their registry rule (``final``).
+    Classifier and transfer experiments: ``val_loss``, and ``last`` (the final epoch) for the
+    runs that had no ``val_loss`` checkpoint: both label-free, so both files are used together;
+    never the study's ``dev_auc_pauc``. Reconstruction experiments: their registry rule
+    (``final``).
     """
     exp = EXPERIMENTS.get(experiment)
-    rules = [exp.selection] if exp is not None and exp.kind == "reconstruction" else \
-        [CLAIM_SELECTION, *([exp.selection] if exp is not None else [])]
-    for rule in rules:
-        if (study.results_dir / "scores" / f"{experiment}__{rule}.csv").exists():
-            return rule
-    return None
+    rules = [exp.selection] if exp is not None and exp.kind == "reconstruction" else [CLAIM_SELECTION, LAST]
+    found = [r for r in rules if (study.results_dir / "scores" / f"{experiment}__{r}.csv").exists()]
+    return "+".join(found) or None
 
 
 def load_claim_scores(study, claims: Sequence[Claim] = CLAIMS) -> tuple[dict[str, pd.DataFrame | None], dict[str, str]]:
@@ -99,7 +112,8 @@ def load_claim_scores(study, claims: Sequence[Claim] = CLAIMS) -> tuple[dict[str
     selections: dict[str, str] = {}
     for name in dict.fromkeys(e for c in claims for e in (c.better, c.worse)):
         rule = claim_selection(study, name)
-        scores[name] = study.load_scores(f"{name}__{rule}") if rule else None
+        scores[name] = (pd.concat([study.load_scores(f"{name}__{r}") for r in rule.split("+")], ignore_index=True)
+                        if rule else None)
         if rule:
             selections[name] = rule
     return scores, selections
@@ -116,7 +130,9 @@ def claims_caption(result: pd.DataFrame) -> str:
             f"over machine types, percentage points; the study's from its printed Means, ours the mean over "
             f"{n_seeds} seed(s) with a {level} paired bootstrap interval ({int(result['n_boot'].iloc[0])} replicates; "
             f"each resamples the test clips within each ID and label, the same clips for both experiments, and "
-            f"the seeds). Verdict: holds (interval above 0), reversed (below 0), not resolved at this size "
+            f"the seeds, the seed deviation scaled by √(n/(n−1)) to undo the (n−1)/n shrinkage of resampling n "
+            f"seeds). Verdict: holds (interval above 0), reversed (below 0), not resolved at this size "
             f"(contains 0). Checkpoints: the label-free selection ({CLAIM_SELECTION}: lowest loss on held-out "
-            f"normal training clips, never the test labels) for classifiers, the final epoch for the autoencoder"
+            f"normal training clips, never the test labels; the final epoch, '{LAST}', for a run that saved none) for "
+            f"classifiers, the final epoch for the autoencoder"
             f"{'; rules used: ' + ', '.join(rules) if rules else ''}")
