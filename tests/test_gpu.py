@@ -85,3 +85,25 @@ def test_resume_on_gpu_is_bit_identical_with_evaluation_on_the_device(tmp_path):
 def test_eval_sets_are_placed_on_the_gpu_once():
     placed = train.place_eval_sets({"dev": dev_set()}, torch.device("cuda"))
     assert placed["dev"].features.is_cuda and placed["dev"].dropped_ids == ()
+
+
+def test_the_batches_do_not_depend_on_where_the_features_sit(tmp_path, monkeypatch):
+    """Features resident on the GPU or left in host memory (as on a GPU with less free memory, or another
+    rank): the same clip orders and crops, and a run saved with one placement resumes with the other."""
+    x, y = tones(32)
+    cfg = cuda_cfg(deterministic=True, sampling="balanced")
+    on_gpu = train.start_run(x, y, cfg, tmp_path / "probe")
+    assert on_gpu.x_all.is_cuda and all(g.device.type == "cpu" for g in on_gpu.gens.values())
+    orders = [train.epoch_order(on_gpu, on_gpu.gens["loop"]).cpu()]
+    monkeypatch.setattr(train, "place_features", lambda features, device: torch.from_numpy(np.asarray(features)).pin_memory())
+    on_host = train.start_run(x, y, cfg, tmp_path / "probe2")
+    assert not on_host.x_all.is_cuda
+    orders.append(train.epoch_order(on_host, on_host.gens["loop"]).cpu())
+    assert torch.equal(*orders)
+    monkeypatch.undo()
+    train.fit(x, y, cfg, tmp_path / "a", progress=False)  # on the GPU throughout
+    train.fit(x, y, cfg.replace(epochs=1), tmp_path / "b", progress=False)  # saved with the features on the GPU ...
+    monkeypatch.setattr(train, "place_features", lambda features, device: torch.from_numpy(np.asarray(features)).pin_memory())
+    train.fit(x, y, cfg, tmp_path / "b", progress=False)  # ... resumed with them on the host
+    ha, hb = (pd.read_csv(tmp_path / d / "history.csv").drop(columns=["time_s", "eval_s"]) for d in "ab")
+    pd.testing.assert_frame_equal(ha, hb)

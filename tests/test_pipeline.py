@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from asdlib.core.errors import AsdlibError
 from asdlib.report.claims import VERDICTS
+from asdlib.study.browser import check_site_in_browser, find_browser
 from asdlib.study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
 from asdlib.study.site import check_site
 
@@ -161,6 +163,9 @@ def test_whole_sequence_at_ci_size(tmp_path):
     assert len(claims) == 7 and claims["AUC verdict"].isin(VERDICTS).all()
     site = check_site(res)
     assert site["ok"] and site["data"] == "synthetic", site
+    if find_browser() or os.environ.get("ASDLIB_REQUIRE_BROWSER"):  # CI installs chromium (.ci/run)
+        views, problems = check_site_in_browser(res)
+        assert problems == [] and all("SYNTHETIC" in v.banner for v in views), problems
     # Everything is reused on a second run.
     again = reproduce(cfg, progress=False)
     assert all(r["status"] == "reused" for r in again if r["step"] not in ("data", "html"))

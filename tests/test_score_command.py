@@ -229,7 +229,7 @@ def test_score_warns_about_synthetic_training_and_other_clips(tiny_checkpoint, t
     sf.write(clips / "normal_id_00_00000000.wav", (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), SR)
     write_tone(clips / "normal_id_00_00000001.wav", 500.0, seed=5)  # 0.25 s: as trained
     argv = ["score", "--model", str(synth_ckpt), "--input", str(clips), "--type", "fan", "--id", "00",
-            "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+            "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress", "--overwrite"]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "SYNTHETIC" in err
@@ -279,6 +279,63 @@ def test_score_command_bad_inputs(tiny_checkpoint, tmp_path, capsys):
 
     with pytest.raises(CacheError, match="no stored fit of the 'knn' scorer"):
         load_fitted_scorer(ckpt, "knn")
+
+
+def test_score_command_checks_its_arguments(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """--batch-size of at least 1; --id 2 read as 02, an unknown ID refused with the valid ones; each clip scored
+    once; a named non-WAV file refused; existing CSVs replaced only with --overwrite; a NaN score names its clip."""
+    import asdlib.classify.threshold as threshold
+
+    ckpt, _ = tiny_checkpoint
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    a, b = clips / "normal_id_02_00000000.wav", clips / "normal_id_02_00000001.wav"
+    write_tone(a, 2000.0, seed=1)
+    write_tone(b, 2000.0, seed=2)
+    out = tmp_path / "out"
+    base = ["score", "--model", str(ckpt), "--type", "fan", "--device", "cpu", "--out", str(out), "--no-progress"]
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as e:
+            main(base + ["--id", "02", "--input", str(clips), "--batch-size", bad])
+        assert e.value.code == 2 and "--batch-size" in capsys.readouterr().err
+    assert main(base + ["--id", "7", "--input", str(clips)]) == 2
+    assert "fan's IDs in it, which are 00, 02" in capsys.readouterr().err
+    # --id 2 is ID 02; the folder and one of its files named again: two clips, scored once each
+    assert main(base + ["--id", "2", "--input", str(clips), str(a), str(clips / "." / a.name)]) == 0
+    assert "2 clips scored" in capsys.readouterr().out
+    scores = pd.read_csv(out / "anomaly_score_fan_id_02.csv", header=None, names=["file", "score"])
+    assert list(scores["file"]) == [a.name, b.name]
+    # the CSVs are there now: replaced only when asked, and left as they were otherwise
+    before = (out / "anomaly_score_fan_id_02.csv").read_bytes()
+    assert main(base + ["--id", "02", "--input", str(a)]) == 2
+    err = capsys.readouterr().err
+    assert "anomaly_score_fan_id_02.csv" in err and "--overwrite" in err
+    assert (out / "anomaly_score_fan_id_02.csv").read_bytes() == before
+    assert main(base + ["--id", "02", "--input", str(a), "--overwrite"]) == 0
+    assert len(pd.read_csv(out / "anomaly_score_fan_id_02.csv", header=None)) == 1
+    # a file that is not a WAV, named explicitly
+    notes = clips / "notes.txt"
+    notes.write_text("not audio")
+    assert main(base + ["--id", "02", "--input", str(notes), "--overwrite"]) == 2
+    assert f"input {notes} is not a .wav file" in capsys.readouterr().err
+    # a NaN score: an error naming the clip, nothing written
+    real = threshold.load_fitted_scorer
+
+    class NaNFirst:
+        def __init__(self, scorer):
+            self.scorer = scorer
+
+        def score(self, *args):
+            s = np.asarray(self.scorer.score(*args), dtype=float).copy()
+            s[0] = np.nan
+            return s
+
+    monkeypatch.setattr(threshold, "load_fitted_scorer", lambda *a, **k: NaNFirst(real(*a, **k)))
+    nan_out = tmp_path / "nan_out"
+    assert main(base[:-3] + ["--out", str(nan_out), "--no-progress", "--id", "02", "--input", str(clips)]) == 2
+    err = capsys.readouterr().err
+    assert f"1 of 2 clips got a NaN or infinite score: {a}" in err and str(b) not in err
+    assert not (nan_out / "anomaly_score_fan_id_02.csv").exists()
 
 
 @pytest.mark.slow

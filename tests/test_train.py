@@ -96,6 +96,27 @@ def test_resume_refuses_other_settings(tmp_path):
         fit(x, y, tiny_cfg(**{"epochs": 2, "schedule.max_lr": 1e-2}), tmp_path, progress=False)
 
 
+def test_loop_generator_is_on_the_host_and_a_foreign_state_is_a_clear_error(tmp_path):
+    """The shuffle/crop generator lives on the host whatever the device (the same draws on every rank and
+    machine); a checkpoint whose saved generator state came from another placement (a CUDA generator's
+    16 bytes, as older asdlib wrote beside GPU-resident features) is refused naming the file, not a raw
+    RuntimeError from Generator.set_state."""
+    from asdlib.classify.checkpoint import save_checkpoint
+    from asdlib.classify.train import start_run
+
+    x, y = tones(8, seed=2)
+    cfg = tiny_cfg(epochs=1, crop_frames=16)
+    run = start_run(x, y, cfg, tmp_path / "probe")
+    assert all(g.device.type == "cpu" for g in run.gens.values())
+    fit(x, y, cfg, tmp_path / "run", progress=False)
+    last = tmp_path / "run" / "last.pt"
+    state = load_checkpoint(last)
+    state["rng"]["generators"]["loop"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA (Philox) generator's state
+    save_checkpoint(last, {k: v for k, v in state.items() if k != "version"})
+    with pytest.raises(CacheError, match=r"last\.pt: the saved state of the 'loop' generator \(16 bytes\)"):
+        fit(x, y, tiny_cfg(epochs=2, crop_frames=16), tmp_path / "run", progress=False)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     x, y = tones(N_PER, seed=3)
     digest = {}

@@ -78,18 +78,32 @@ def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict:
     return state
 
 
-def set_rng_state(state: dict, generators: dict[str, torch.Generator] | None = None) -> None:
-    """Inverse of :func:`rng_state`; restoring it makes a resumed run continue bit-identically."""
+def set_rng_state(state: dict, generators: dict[str, torch.Generator] | None = None, source: object = "the checkpoint") -> None:
+    """Inverse of :func:`rng_state`; restoring it makes a resumed run continue bit-identically.
+
+    CUDA states are restored for the devices this machine has (a checkpoint from a machine with
+    more GPUs resumes here). A named generator's state that does not fit the generator here (one
+    saved on another device: older asdlib kept the loop's generator beside GPU-resident
+    features) is a :class:`CacheError` naming ``source`` and the generator."""
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)
     for k, g in (generators or {}).items():
-        if k in state["generators"]:
-            g.set_state(state["generators"][k].cpu())
+        if k not in state["generators"]:
+            continue
+        saved, here = state["generators"][k].cpu(), g.get_state()
+        if saved.dtype != here.dtype or saved.shape != here.shape:
+            raise CacheError(
+                f"{source}: the saved state of the '{k}' generator ({saved.numel()} bytes) is not that of a generator "
+                f"on {g.device.type} ({here.numel()} bytes): it was written by a version of asdlib that kept the "
+                "generator on the GPU beside the features, and cannot continue the same random draws here; resume "
+                "it with that version, or train again into a new folder (or without resume)")
+        g.set_state(saved)
 
 
 # ---------------------------------------------------------------- model rebuilding

@@ -6,9 +6,13 @@ trains on an in-memory (or memory-mapped) feature array and writes, under ``out_
 
 Why the loop looks the way it does:
 - All randomness of the loop comes from two seeded ``torch.Generator`` objects (shuffling
-  and crops on the data's device; mixup on the host) whose states are in the checkpoint,
-  and dropout uses the global torch RNG, also saved; so a run resumed from ``last.pt`` is
-  bit-identical to an uninterrupted one on CPU.
+  and crops; mixup), both on the host whatever the device and wherever the features sit,
+  whose states are in the checkpoint, and dropout uses the global torch RNG, also saved; so
+  a run resumed from ``last.pt`` is bit-identical to an uninterrupted one on CPU. On the host
+  because where the features live depends on each GPU's free memory: a generator that
+  followed them would draw other numbers on a rank (or machine) whose features stayed on the
+  host, so DDP ranks would train on different "global" batches, and its saved state would not
+  load there. The draws are a few hundred numbers per step, copied to the device without a wait.
 - Steps per epoch = floor(train clips / batch): the ragged last batch is dropped (a batch
   of one would break batch norm, and a fixed count keeps the per-step schedule exact).
   ``sampling="balanced"`` draws the same number of clips per epoch, with replacement and
@@ -145,7 +149,9 @@ def make_batch(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, cfg:
     under DDP, see :mod:`asdlib.classify.distributed`), each mixed with its partner wherever
     that partner sits in the batch. With all rows (the default) this is the plain batch.
     """
-    off = _crop_offsets(idx.shape[0], x_all.shape[-1], cfg.crop_frames, gen)  # (B, 1, 1) or None
+    off = _crop_offsets(idx.shape[0], x_all.shape[-1], cfg.crop_frames, gen)  # (B, 1, 1) or None, on gen's device
+    if off is not None:
+        off = _to_device(off, idx.device)
     pos = torch.arange(idx.shape[0], device=idx.device)[rows]  # (b,) positions in the batch
 
     def clips(p: torch.Tensor) -> torch.Tensor:  # (b,) positions -> (b, 1, M, T') float
@@ -276,9 +282,9 @@ def start_run(features, labels, cfg: TrainConfig, out_dir: str | Path, class_nam
     optimizer = torch.optim.Adam(params, lr=cfg.schedule.max_lr, weight_decay=cfg.weight_decay)
     scheduler = WarmupCosineRestarts(optimizer, cfg.schedule, steps_per_epoch=steps, epochs=cfg.epochs)
     loss_fn = build_loss(cfg.loss)
-    # shuffling and crops draw on the device holding the data; mixup draws its lambda and
-    # partners on the host (NumPy Beta), so it gets a CPU generator: no device sync per step.
-    gen = torch.Generator(device=x_all.device if x_all.device.type == "cuda" else "cpu").manual_seed(cfg.seed)
+    # Every generator on the host, wherever the features sit (see the module docstring): the same
+    # draws on every rank and machine, and a saved state that loads anywhere.
+    gen = torch.Generator().manual_seed(cfg.seed)
     mix_gen = torch.Generator().manual_seed(cfg.seed + 1)
     return TrainRun(cfg=cfg, out_dir=out_dir, device=device, class_names=class_names, feature_config=feature_config,
                     data_info=data_info, labels=labels_np, train_idx=train_idx, val_idx=val_idx, x_all=x_all, y_all=y_all,
@@ -302,7 +308,7 @@ def resume_run(run: TrainRun) -> bool:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"], run.gens)
+    set_rng_state(state["rng"], run.gens, source=run.last_path)
     run.history, run.best, run.epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
     return True
 
@@ -526,7 +532,7 @@ def epoch_order(run: TrainRun, gen: torch.Generator) -> torch.Tensor:
         pos = balanced_epoch_indices(run.labels[run.train_idx], run.steps * run.batch, gen)
     else:
         pos = torch.randperm(len(run.train_idx), generator=gen, device=gen.device)
-    return run.train_t[pos.to(run.x_all.device)]
+    return run.train_t[_to_device(pos, run.x_all.device)]
 
 
 @torch.no_grad()

@@ -7,7 +7,10 @@ calibrated at training time for that ID and scorer.
 What it checks before trusting its input: files whose DCASE names (``normal_id_02_...``,
 ``id_02_...``) or layout folders (``<type>/test/``) say another machine ID or type than
 ``--type``/``--id`` stop it with an error naming them (``--allow-other-ids`` scores them
-anyway); it warns when the checkpoint was trained on synthetic data, when the clips' lengths
+anyway); ``--id 2`` means ``02``, and an ID the checkpoint has no class for is refused with the
+type's valid IDs; the same file given twice is scored once; a file given by name must be a
+``.wav``; a NaN or infinite score stops it naming the clips; existing output CSVs are replaced
+only with ``--overwrite``. It warns when the checkpoint was trained on synthetic data, when the clips' lengths
 differ from the training clips' of that type, and when the feature settings (``--resample``,
 ``--channel``) or the feature code's version differ from the training data's.
 """
@@ -32,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scorer", default="softmax",
                    help="softmax | neglogp | cosine | knn | gmm | lof | mahalanobis; a scorer that fits on embeddings "
                    "is used as it was fitted when its thresholds were calibrated (stored beside the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="clips per inference batch (default: the checkpoint's training batch size, which "
                    "the thresholds were calibrated with; another size changes scores in the last digits)")
     p.add_argument("--allow-other-ids", action="store_true",
@@ -44,31 +47,94 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", default=None, metavar="K|mean",
                    help="channel of multichannel clips to score (an index, or 'mean'); default: mono clips only")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace score and decision CSVs already in --out (default: stop with an error naming them)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
+# ---- input checks (helpers, so that every scoring path can share them) ----------------------
+def positive_int(text: str) -> int:
+    """argparse type of ``--batch-size``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def machine_id_of(machine_id: str, machine_type: str, class_names: list[str], model: str = "the checkpoint") -> str:
+    """``--id`` as the checkpoint stores it: digits zero-padded to two (``2`` -> ``02``); an ID that
+    ``class_names`` lacks for ``machine_type`` is an error listing the type's valid IDs."""
+    from ..classify.checkpoint import class_name
+    from ..core.errors import AsdlibError
+
+    mid = str(machine_id).strip()
+    if mid.isdigit() and len(mid) < 2:
+        mid = mid.zfill(2)
+    if class_name(machine_type, mid) in class_names:
+        return mid
+    valid = sorted(n.split("/", 1)[1] for n in class_names if n.split("/", 1)[0] == machine_type)
+    if not valid:
+        raise AsdlibError(f"{model} has no class {class_name(machine_type, mid)}, nor any of type {machine_type}; "
+                          f"its classes are {', '.join(class_names)}")
+    raise AsdlibError(f"{model} has no class {class_name(machine_type, mid)}: --id {machine_id!r} is not one of "
+                      f"{machine_type}'s IDs in it, which are {', '.join(valid)}")
+
+
 def collect_wavs(inputs: list[str]) -> list:
-    """The .wav files named by ``inputs`` (folders are listed, sorted); errors name the path."""
+    """The .wav files named by ``inputs`` (folders are listed, sorted), each once (the first time it
+    is named); a file given by name that is not a .wav, or a path that does not exist, is an error naming it."""
     from pathlib import Path
 
     from ..core.errors import AsdlibError
 
-    files = []
+    files, seen = [], set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() == ".wav" and f.is_file())
             if not found:
                 raise AsdlibError(f"no .wav files in {p}")
-            files += found
         elif p.is_file():
-            files.append(p)
+            if p.suffix.lower() != ".wav":
+                raise AsdlibError(f"input {p} is not a .wav file; give WAV clips (or a folder of them)")
+            found = [p]
         else:
             raise AsdlibError(f"input {p} does not exist")
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     if not files:
         raise AsdlibError("no input files given")
     return files
+
+
+def refuse_existing(paths: list, overwrite: bool) -> None:
+    """Stop before any work when an output file exists, unless ``overwrite`` (``--overwrite``)."""
+    from ..core.errors import AsdlibError
+
+    there = [str(p) for p in paths if p.exists()]
+    if there and not overwrite:
+        raise AsdlibError(f"{' and '.join(there)} already exist{'s' if len(there) == 1 else ''}; pass --overwrite to "
+                          "replace, or choose another --out")
+
+
+def check_finite_scores(files: list, scores) -> None:
+    """A NaN or infinite score is an error naming its clips (nothing is written)."""
+    import numpy as np
+
+    from ..core.errors import AsdlibError
+
+    bad = [str(f) for f, s in zip(files, np.asarray(scores, dtype=float).ravel()) if not np.isfinite(s)]
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise AsdlibError(f"{len(bad)} of {len(files)} clips got a NaN or infinite score: {', '.join(bad[:5])}{more}; "
+                          "check these clips (silence, clipping) and the checkpoint; nothing was written")
 
 
 def wav_features(files: list, feature_config: dict | None, progress: bool = False, device: str = "cpu"):
@@ -169,9 +235,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     clf = Classifier.load(args.model, device)
     clf.batch_size = args.batch_size  # None: the checkpoint's own
-    name = class_name(args.machine_type, args.machine_id)
-    if name not in clf.class_names:
-        raise AsdlibError(f"{args.model} has no class {name}; its classes are {', '.join(clf.class_names)}")
+    machine_id = machine_id_of(args.machine_id, args.machine_type, clf.class_names, args.model)
+    name = class_name(args.machine_type, machine_id)
     cls = clf.class_names.index(name)
     thresholds = load_thresholds(args.model, args.scorer)
     if name not in thresholds:
@@ -179,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = load_fitted_scorer(args.model, args.scorer)  # fitted exactly as when the thresholds were calibrated
     files = collect_wavs(args.input)
     warn = lambda msg: print(f"asdlib score: warning: {msg}", file=sys.stderr)  # noqa: E731
-    others = other_id_files(files, args.machine_type, args.machine_id)
+    others = other_id_files(files, args.machine_type, machine_id)
     if others:
         listed = "\n  ".join(others[:10]) + (f"\n  ... and {len(others) - 10} more" if len(others) > 10 else "")
         what = f"{len(others)} of {len(files)} files are named for another machine than {name}"
@@ -187,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
             raise AsdlibError(f"{what}:\n  {listed}\nscore each ID with its own --id, or pass --allow-other-ids "
                               f"to score them as {name} anyway")
         warn(f"{what}, scored as {name} (--allow-other-ids):\n  {listed}")
+    out = Path(args.out)
+    refuse_existing(_paths(out, args.machine_type, machine_id), args.overwrite)
     feature_config = clf.meta.get("feature_config")
     if feature_config and (args.resample or args.channel is not None):
         channel = int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel
@@ -198,24 +265,26 @@ def run(args: argparse.Namespace) -> int:
     x = wav_features(files, feature_config, progress, device)  # (N, n_mels, T)
     outputs = embed(clf, x, progress=progress)
     scores = scorer.score(outputs.emb, outputs.logits, np.full(len(files), cls))  # (N,)
+    check_finite_scores(files, scores)
     decisions = (scores > thresholds[name]).astype(int)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    score_path, decision_path = _write(out, args.machine_type, args.machine_id, files, scores, decisions)
+    score_path, decision_path = _write(out, args.machine_type, machine_id, files, scores, decisions)
     print(f"{name}: {len(files)} clips scored with {args.scorer}; {int(decisions.sum())} flagged anomalous "
           f"(threshold {thresholds[name]:.6g}); mean score {scores.mean():.6g}")
     print(f"wrote {score_path} and {decision_path}")
     return 0
 
 
-def _write(out, machine_type: str, machine_id: str, files, scores, decisions):
-    from ..report.dcase_io import (
-        anomaly_score_filename,
-        decision_result_filename,
-        write_anomaly_scores,
-        write_decisions,
-    )
+def _paths(out, machine_type: str, machine_id: str) -> list:
+    """The anomaly-score and decision CSVs of one type and ID under ``out``."""
+    from ..report.dcase_io import anomaly_score_filename, decision_result_filename
 
-    return (write_anomaly_scores(out / anomaly_score_filename(machine_type, machine_id), files, scores),
-            write_decisions(out / decision_result_filename(machine_type, machine_id), files, decisions))
+    return [out / anomaly_score_filename(machine_type, machine_id), out / decision_result_filename(machine_type, machine_id)]
+
+
+def _write(out, machine_type: str, machine_id: str, files, scores, decisions):
+    from ..report.dcase_io import write_anomaly_scores, write_decisions
+
+    score_path, decision_path = _paths(out, machine_type, machine_id)
+    return write_anomaly_scores(score_path, files, scores), write_decisions(decision_path, files, decisions)

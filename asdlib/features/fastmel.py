@@ -10,15 +10,21 @@ projection, and a projection that skips the filterbank's exact zeros (:func:`mel
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .logmel import LogMel
-
 MEL_BLOCK = 16  # mel bins per block of the CPU mel projection (see mel_blocks)
+
+
+class LogMel(Protocol):
+    """What this module reads of :class:`asdlib.features.logmel.LogMel` (described here, so that
+    ``logmel`` imports ``fastmel`` and not the other way round)."""
+
+    cfg: Any  # its FeatureConfig: power, n_mels, eps, top_db
+    mel: Any  # its torchaudio MelSpectrogram: .spectrogram (window, n_fft, hop), .mel_scale.fb
+    scale: float  # 20 / power
 
 
 class Workspace:

@@ -16,14 +16,9 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.utils import atomic_write_text, display_path, repo_root, resolve_device
+from .captions import REAL_CAPTION, SUBSET_NOTE, SYNTHETIC_CAPTION
 from .profiles import StudyProfile, get_profile
-
-SYNTHETIC_CAPTION = ("SYNTHETIC DATA (asdlib synth, profile {profile}) and {model_note}: these figures test the "
-                     "pipeline and are NOT the study's results; the study's reference figures are labelled (study).")
-REAL_CAPTION = ("REAL DCASE2020 Task 2 recordings{subset} under {root}, {counts}; profile {profile}, {seeds}. "
-                "{size_note}")
-SUBSET_NOTE = ("The subset is far smaller than the study's data (about 1,000 training clips per ID and the full "
-               "test sets), so these figures are not the study's; the study's reference figures are labelled (study).")
+from .run_config import ReproduceConfig, prepare_data
 
 
 @dataclass
@@ -47,8 +42,6 @@ class Study:
         ``seeds``: how many seeds every experiment runs for (``seed``, ``seed + 1``, ...);
         None: the profile's ``n_seeds``.
         """
-        from .pipeline import ReproduceConfig, prepare_data
-
         prof = get_profile(profile)
         cfg = ReproduceConfig(data_root=data_root, profile=prof.name, device=device, seed=seed,
                               results_dir=results_dir or str(repo_root() / "results"), work_dir=work_dir)

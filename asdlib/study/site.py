@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ..core.utils import display_path
-from .context import REAL_CAPTION, SYNTHETIC_CAPTION
+from .captions import REAL_CAPTION, SYNTHETIC_CAPTION
 
 SITE_VERSION = "1"  # bump to rebuild every cached notebook page
 HTML_DIR = "html"

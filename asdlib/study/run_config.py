@@ -1,0 +1,64 @@
+"""What one run of the study is: its settings (:class:`ReproduceConfig`), its notebooks, and its data.
+
+Below both :mod:`asdlib.study.pipeline` (which runs the notebooks) and :mod:`asdlib.study.context`
+(which every notebook opens), so that neither imports the other for them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import ConfigError
+from ..core.utils import repo_root
+
+NOTEBOOKS: tuple[str, ...] = (
+    "01_data_exploration",
+    "02_feature_extraction",
+    "03_individual_vs_integrated",
+    "04_loss_ablation",
+    "05_transfer_learning",
+    "06_tsne",
+    "07_anomaly_scores",
+    "08_reconstruction",
+    "09_summary",
+)
+
+
+@dataclass
+class ReproduceConfig:
+    """Settings of one re-run; every notebook receives them as papermill parameters."""
+
+    data_root: str | None = None  # None: the data source below decides
+    profile: str = "smoke"  # ci | smoke | real | full (asdlib.study.profiles)
+    device: str = "auto"
+    seed: int = 0
+    seeds: int | None = None  # seeds per experiment; None: the profile's n_seeds
+    results_dir: str = field(default_factory=lambda: str(repo_root() / "results"))
+    work_dir: str | None = None  # caches, checkpoints, synthetic data; default runs/<profile>
+    notebooks_dir: str = field(default_factory=lambda: str(repo_root() / "notebooks"))
+    notebooks: tuple[str, ...] = NOTEBOOKS
+    force: bool = False
+    devices: tuple[str, ...] = ()  # train the notebooks' models beforehand, one worker per entry (study.parallel)
+    data_note: str = ""  # why this data (asdlib.study.source), written to run_info.json and results/README.md
+
+    def __post_init__(self) -> None:
+        if self.work_dir is None:
+            self.work_dir = str(repo_root() / "runs" / self.profile)
+        unknown = [n for n in self.notebooks if n not in NOTEBOOKS]
+        if unknown:
+            raise ConfigError(f"unknown notebook(s) {unknown}; known: {', '.join(NOTEBOOKS)}")
+
+
+def prepare_data(cfg: ReproduceConfig, progress: bool = True) -> tuple[str, bool]:
+    """The data root to use and whether it is synthetic (generating the embedded default if needed)."""
+    if cfg.data_root is not None:
+        root = Path(cfg.data_root).expanduser().resolve()
+        if not root.is_dir():
+            raise ConfigError(f"--data-root {root} is not a folder; give the folder holding dev_data/ and eval_data/")
+        return str(root), (root / "SYNTHETIC.md").exists()
+    from ..data.synth import generate_dataset
+    from .profiles import get_profile, synth_profile
+
+    root = Path(cfg.work_dir) / "synthetic_data"
+    generate_dataset(root, profile=synth_profile(get_profile(cfg.profile)), seed=cfg.seed, progress=progress)
+    return str(root), True
