@@ -23,7 +23,9 @@ own class (its machine type + ID, known from the file name at test time).
   score is the smaller of the two, so a target-domain normal is not flagged for being rare
   among the training clips. Fitted with each training clip's ``domain``; ``cls`` is the
   group the banks are kept per (in the later editions the section, not the attribute class:
-  an evaluation clip's attributes are unknown).
+  an evaluation clip's attributes are unknown). Against a source-only bank a target normal
+  is far from everything; note that with ``k = 1`` the min over domains equals the nearest
+  neighbour of the pooled banks (default ``k = 5``, as ``knn``).
 """
 from __future__ import annotations
 
@@ -222,7 +224,7 @@ class DomainKNNScorer(Scorer):
     needs_fit = True
     needs_domain = True
 
-    def __init__(self, k: int = 1):
+    def __init__(self, k: int = 5):
         if k < 1:
             raise AsdlibError(f"dg_knn scorer: k must be >= 1, got {k}")
         self.k = k
