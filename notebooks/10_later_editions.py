@@ -40,10 +40,11 @@ seed = 0
 seeds = None  # how many seeds; None: the profile's
 results_dir = "../results"
 work_dir = None
-edition = 2023
-edition_root = None  # a DCASE<edition> root (dev_data/...); None: the synthetic edition
 
 # %%
+edition = 2023
+edition_root = None  # a DCASE<edition> root (dev_data/...), e.g. a DCASE2023 subset; None: the synthetic edition
+
 from asdlib.study import open_study
 from asdlib.study.later_editions import caption, official_table, open_edition, run_later_editions
 
