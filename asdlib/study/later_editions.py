@@ -62,18 +62,23 @@ def open_edition(study, edition: int = 2023, edition_root: str | None = None) ->
     return EditionData(ed.year, root, (root / "SYNTHETIC.md").exists(), index, _logmel(index["path"]))
 
 
-def _logmel(paths) -> np.ndarray:
+def _logmel(paths, chunk: int = 64) -> np.ndarray:
+    """Log-mel features ``(N, 128, T)`` float32, every clip cut to the shortest one's length
+    (clip lengths differ by machine: 12-s ToyCar/ToyTrain in 2023); read ``chunk`` clips at a time."""
     import soundfile as sf
     import torch
 
     from ..features.logmel import FeatureConfig, LogMel
 
-    waves = [sf.read(p, dtype="float32", always_2d=True)[0][:, 0] for p in paths]
-    n = min(len(w) for w in waves)
+    paths = list(paths)
+    n = min(sf.info(p).frames for p in paths)
     mel = LogMel(FeatureConfig())
+    out = []
     with torch.no_grad():
-        x = torch.from_numpy(np.stack([w[:n] for w in waves]))  # (N, n)
-        return np.concatenate([mel(x[i:i + 64]).numpy() for i in range(0, len(x), 64)]).astype(np.float32)
+        for i in range(0, len(paths), chunk):
+            x = np.stack([sf.read(p, dtype="float32", always_2d=True, frames=n)[0][:, 0] for p in paths[i:i + chunk]])
+            out.append(mel(torch.from_numpy(x)).numpy().astype(np.float32))  # (K, 128, T)
+    return np.concatenate(out)
 
 
 def _official(data: EditionData, test: pd.DataFrame, scores: np.ndarray, method: str, seed: int) -> pd.DataFrame:
