@@ -53,6 +53,8 @@ def test_every_edition_is_a_consistent_table():
      ("eval", "pump", "05", "target", "test", None, {}, 99)),
     (2024, "eval_data/3DPrinter/train/section_00_source_train_normal_0001_noAttribute.wav",
      ("eval", "3DPrinter", "00", "source", "train", "normal", {}, 1)),
+    (2025, "dev_data/fan/supplemental/section_00_clean_0003.wav",
+     ("dev", "fan", "00", None, "supplemental", None, {"name": "clean_0003"}, 3)),
     (2020, "dev_data/ToyCar/test/anomaly_id_01_00000012.wav",
      ("dev", "ToyCar", "01", None, "test", "anomaly", {}, 12)),
     (2020, "eval_data/fan/test/id_01_00000003.wav", ("eval", "fan", "01", None, "test", None, {}, 3)),
@@ -160,3 +162,51 @@ def test_read_official_ground_truth(year, n_files):
     for r in gt.head(50).itertuples():
         c = parse_clip(ed, Path("/x/eval_data") / r.machine / ("test" if year != 2021 else f"{r.domain}_test") / r.file)
         assert c.section == r.section and c.label is None
+
+
+def test_cli_index_per_edition(tmp_path, capsys):
+    from asdlib.cli.main import main
+
+    root = tmp_path / "d"
+    _touch(root, "dev_data/valve/train/section_00_source_train_normal_0000_pat_00.wav")
+    _touch(root, "dev_data/valve/test/section_00_target_test_anomaly_0001_pat_01.wav")
+    _touch(root, "dev_data/fan/test/section_00_source_test_normal_0002_m-n_W.wav")
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv"]) == 0
+    out = capsys.readouterr().out
+    assert "3 DCASE2023 clips (dev: 3)" in out and "target" in out and "anomaly" in out
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv", "--types", "valve",
+                 "--parts", "test", "--csv", str(tmp_path / "i.csv")]) == 0
+    assert "1 DCASE2023 clips" in capsys.readouterr().out
+    assert len((tmp_path / "i.csv").read_text().splitlines()) == 2
+    assert main(["index", "--root", str(root), "--edition", "2023"]) == 2  # attributes_00.csv missing
+    assert "valve/attributes_00.csv: attributes file missing" in capsys.readouterr().err
+    assert main(["index", "--root", str(root), "--edition", "2023", "--no-attributes-csv", "--types", "lathe"]) == 2
+    assert main(["index", "--root", str(root), "--edition", "2019"]) == 2
+    assert "unknown edition '2019'" in capsys.readouterr().err
+    # the default edition keeps the DCASE2020 index: these names are not 2020 names
+    assert main(["index", "--root", str(root)]) == 2
+
+
+@pytest.mark.parametrize("year", sorted(EDITIONS))
+def test_clip_name_round_trips_through_the_parser(year):
+    from asdlib.data.editions import clip_folder, clip_name
+
+    ed = EDITIONS[year]
+    machine = ed.dev_machines[0]
+    section = ed.sections(machine, "dev")[0]
+    attrs = {} if year == 2020 else {"car": "C2", "spd": "34V"}
+    cases = [("train", "source", "normal"), ("test", "source", "anomaly")]
+    if year != 2020:
+        cases += [("train", "target", "normal"), ("test", "target", "normal")]
+    for split, domain, label in cases:
+        dom = domain if year != 2020 else None
+        name = clip_name(ed, section=section, number=7, split=split, domain=dom, label=label, attributes=attrs)
+        c = parse_clip(ed, Path("/r/dev_data") / machine / clip_folder(ed, split, dom) / name)
+        assert (c.section, c.domain, c.split, c.label, c.number, dict(c.attributes)) == (
+            section, dom, split, label, 7, attrs if not (year == 2021 and split == "test") else {})
+    em = ed.eval_machines[0]
+    es = ed.sections(em, "eval")[0]
+    dom = "target" if year == 2021 else None
+    name = clip_name(ed, section=es, number=3, split="test", domain=dom, label=None)
+    c = parse_clip(ed, Path("/r/eval_data") / em / clip_folder(ed, "test", dom) / name)
+    assert (c.dataset, c.section, c.label, c.domain, c.number) == ("eval", es, None, dom, 3)

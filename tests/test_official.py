@@ -1,7 +1,6 @@
 """Official DCASE2021-2025 scores (asdlib.report.official) against the organisers' evaluators."""
 from __future__ import annotations
 
-import csv
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from asdlib.core.errors import DatasetLayoutError
 from asdlib.report.official import (
     evaluate_official,
     official_scores,
+    read_evaluator_result,
     read_score_folder,
     score_filename,
     write_score_files,
@@ -22,49 +22,16 @@ from asdlib.report.official import (
 
 OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "official-eval"
 needs_fixtures = pytest.mark.skipif(not OFFICIAL.is_dir(), reason="shared/data/official-eval absent")
-_OVER_ALL = " over all machine types, sections, and domains"
-
-
-def read_evaluator_csv(path: Path) -> tuple[dict, dict, float]:
-    """What an official evaluator wrote: per-section figures {(machine, section, domain, metric): v},
-    summary rows {(machine|'all', row, metric): v} and the official score."""
-    per_section, summary, official = {}, {}, None
-    machine, header, summary_header = None, None, None
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if not row or not any(row):
-                continue
-            if len(row) == 1:
-                machine, header, summary_header = row[0], None, None
-            elif row[0] == "section":
-                header = row
-                summary_header = row[2:] if row[1] == "domain" else None
-            elif row[0] == "" and row[1] == "":
-                summary_header = row[2:]
-            elif row[0] == "official score":
-                official = float(row[2])
-            elif row[0].startswith("official score"):
-                continue
-            elif row[0].isdigit():
-                if header[1] == "domain":  # 2021: one row per section and domain
-                    for metric, v in zip(header[2:], row[2:]):
-                        per_section[(machine, row[0], row[1], metric)] = float(v)
-                else:  # 2022+: "AUC (source)", "pAUC", "precision (target)" ...
-                    for col, v in zip(header[1:], row[1:]):
-                        metric, _, dom = col.partition(" (")
-                        per_section[(machine, row[0], dom.rstrip(")") or "all", metric)] = float(v)
-            else:
-                scope = "all" if row[0].endswith(_OVER_ALL) else machine
-                for metric, v in zip(summary_header, row[2:]):
-                    summary[(scope, row[0].removesuffix(_OVER_ALL), metric)] = float(v)
-    return per_section, summary, official
 
 
 @needs_fixtures
 @pytest.mark.parametrize("year", [2021, 2023])
 def test_official_fixture_reproduced_to_1e9(year):
     folder = OFFICIAL / f"dcase{year}"
-    want_sections, want_summary, want_score = read_evaluator_csv(folder / "official_result.csv")
+    want = read_evaluator_result(folder / "official_result.csv")
+    want_sections = {(r.machine, r.section, r.domain, r.metric): r.value for r in want.tidy.itertuples()}
+    want_summary = {(r.machine, r.row, r.metric): r.value for r in want.summary.itertuples()}
+    want_score = want.official_score
     got = evaluate_official(folder / "scores", folder, year)
     tidy = {(r.machine, r.section, r.domain, r.metric): r.value for r in got.tidy.itertuples()}
     summary = {(r.machine, r.row, r.metric): r.value for r in got.summary.itertuples()}
@@ -154,3 +121,10 @@ def test_missing_ground_truth_clip_and_wrong_edition_names(tmp_path):
         evaluate_official(tmp_path / "s", folder, 2023)
     with pytest.raises(DatasetLayoutError, match="not a DCASE2021 score file name"):
         read_score_folder(folder / "scores", 2021)
+
+
+def test_evaluator_result_reader_refuses_other_files(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("fan\nid,AUC,pAUC\n00,0.9,0.8\nAverage,0.9,0.8\n")
+    with pytest.raises(DatasetLayoutError, match="r.csv"):
+        read_evaluator_result(p)

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", default=None, metavar="NAME",
                    help="fetch only the clips of a named subset profile (small: 30 train clips per ID, 10 + 10 test; "
                         "tiny) out of the Zenodo zips with HTTP range requests, without downloading the archives")
+    p.add_argument("--edition", default="2020",
+                   help="DCASE Task 2 edition: 2020 (default, the study's data) or 2021-2025 (range reads of the "
+                        "edition's archives: --subset small|tiny, or every member without --subset)")
     p.set_defaults(func=run)
 
 
@@ -33,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..data.download import download, is_done
+    from ..data.editions import get_edition
     from ..data.zenodo import file_url, select_files
 
+    if get_edition(args.edition).year != 2020:
+        from ..data.edition_subset import run_cli as run_edition
+
+        return run_edition(args)
     if args.subset:
         from ..data.subset import run_cli
 

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -50,7 +50,7 @@ DATASET_DIRS: Mapping[str, str] = MappingProxyType({"dev": "dev_data", "eval": "
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test", "supplemental")
 INDEX_COLUMNS = ("edition", "dataset", "machine", "section", "domain", "split", "label", "attributes",
-                 "number", "file", "path")
+                 "number", "file", "path", "relpath")
 NO_ATTRIBUTE = "noAttribute"
 
 # The grammar, shared by the editions that share it. Named groups: section, domain, split,
@@ -270,6 +270,13 @@ def min_clip_seconds(edition: int | str | Edition, machine: str) -> float:
     return float(_MIN_SECONDS.get(ed.year, {}).get(machine, ed.seconds(machine)))
 
 
+def feature_seconds(edition: int | str | Edition, machines: Iterable[str] | None = None) -> float:
+    """One feature length for a set of machines (default: all of the edition): the shortest clip
+    length among them, so that no clip is too short (longer clips keep their first seconds)."""
+    ed = get_edition(edition)
+    return min(min_clip_seconds(ed, m) for m in (ed.machines if machines is None else machines))
+
+
 @dataclass(frozen=True)
 class Clip:
     """One clip as its name and folders say. ``label`` is ``"normal"``/``"anomaly"`` or ``None``
@@ -304,6 +311,52 @@ def parse_attributes(text: str | None) -> dict[str, str]:
     if len(parts) % 2:
         return {"attributes": text}
     return {parts[i]: parts[i + 1] for i in range(0, len(parts), 2)}
+
+
+def format_attributes(attributes: Mapping[str, str] | None) -> str:
+    """The inverse of :func:`parse_attributes`: ``{car: C2, spd: 34V}`` -> ``car_C2_spd_34V``; empty -> ``noAttribute``."""
+    if not attributes:
+        return NO_ATTRIBUTE
+    if set(attributes) == {"attributes"}:
+        return attributes["attributes"]
+    return "_".join(f"{k}_{v}" for k, v in attributes.items())
+
+
+def clip_folder(edition: int | str | Edition, split: str, domain: str | None = None) -> str:
+    """The folder under ``<machine>/`` that holds a clip: ``train``, ``test`` (2021: ``<domain>_test``)."""
+    ed = get_edition(edition)
+    if split == "train":
+        return ed.train_folders[0]
+    if split == "supplemental" and ed.supplemental_folder:
+        return ed.supplemental_folder
+    if split != "test":
+        raise ConfigError(f"DCASE{ed.year} has no {split!r} clips")
+    if len(ed.test_folders) == 1:
+        return ed.test_folders[0]
+    if domain not in DOMAINS:
+        raise ConfigError(f"DCASE{ed.year} test folders are per domain: domain must be source or target, got {domain!r}")
+    return f"{domain}_test"
+
+
+def clip_name(edition: int | str | Edition, *, section: str, number: int, split: str = "train",
+              domain: str | None = "source", label: str | None = "normal",
+              attributes: Mapping[str, str] | None = None) -> str:
+    """The official file name of a clip (the inverse of :func:`parse_clip`); ``label=None`` gives an
+    evaluation test name (2021: with its domain; 2022-2025: ``section_XX_NNNN.wav``)."""
+    ed = get_edition(edition)
+    if ed.year == 2020:
+        return f"{label}_id_{section}_{number:08d}.wav" if label else f"id_{section}_{number:08d}.wav"
+    if label is None:
+        if split != "test":
+            raise ConfigError("only evaluation test clips are named without a label")
+        return f"section_{section}_{domain}_test_{number:04d}.wav" if ed.year == 2021 else f"section_{section}_{number:04d}.wav"
+    if domain not in DOMAINS or label not in ("normal", "anomaly") or split not in ("train", "test"):
+        raise ConfigError(f"need domain source|target, split train|test, label normal|anomaly; got "
+                          f"{domain!r}, {split!r}, {label!r}")
+    base = f"section_{section}_{domain}_{split}_{label}_{number:04d}"
+    if ed.year == 2021 and split == "test":
+        return base + ".wav"  # 2021's dev test names carry no attributes
+    return f"{base}_{format_attributes(attributes)}.wav"
 
 
 def _dataset_of(ed: Edition, path: Path, machine: str, section: str) -> str:
@@ -460,7 +513,7 @@ def index_edition(root: str | os.PathLike, edition: int | str | Edition, *,
                   ground_truth: str | os.PathLike | pd.DataFrame | None = None,
                   attributes_csv: bool = True) -> pd.DataFrame:
     """One row per clip: edition, dataset, machine, section, domain, split, label, attributes,
-    number, file, path.
+    number, file, path, relpath (under the root, as :mod:`asdlib.features.cache` keys clips).
 
     ``label`` is ``"normal"``, ``"anomaly"`` or ``None``. Walks ``<root>/{dev_data,eval_data}/
     <machine>/<folder>/*.wav``; every badly named file is collected and reported in one
@@ -531,7 +584,8 @@ def index_edition(root: str | os.PathLike, edition: int | str | Edition, *,
                     label, domain = ("anomaly" if lab == 1 else "normal"), (domain or dom)
                 rows.append({"edition": ed.year, "dataset": dataset, "machine": machine, "section": c.section,
                              "domain": domain, "split": c.split, "label": label, "attributes": attrs,
-                             "number": c.number, "file": c.file, "path": str(c.path)})
+                             "number": c.number, "file": c.file, "path": str(c.path),
+                             "relpath": c.path.relative_to(root).as_posix()})
     if problems:
         listed = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""

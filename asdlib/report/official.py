@@ -22,6 +22,7 @@ score. Score files are read and written in each edition's official naming
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import sys
@@ -273,3 +274,51 @@ def evaluate_official(score_folder: str | os.PathLike, ground_truth: str | os.Pa
     if machines is not None:
         scores, gt = scores[scores["machine"].isin(machines)], gt[gt["machine"].isin(machines)]
     return official_scores(attach_ground_truth(scores, gt), ed)
+
+
+_OVER_ALL = " over all machine types, sections, and domains"
+
+
+def read_evaluator_result(path: str | os.PathLike) -> OfficialResult:
+    """Read what an official evaluator wrote (its result CSV, 2021-2025) into an :class:`OfficialResult`
+    with the same tidy and summary tables that :func:`official_scores` gives, so that the two can
+    be compared entry by entry (``edition`` is 2021 for the per-domain layout, else 2022)."""
+    path = Path(path)
+    tidy, summary, official = [], [], None
+    machine, header, summary_header, year = None, None, None, 2022
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetLayoutError(f"cannot read the evaluator result {path}: {e}") from e
+    try:
+        for row in rows:
+            if len(row) == 1:
+                machine, header, summary_header = row[0], None, None
+            elif row[0] == "section":
+                header = row
+                if row[1] == "domain":  # 2021: one row per section and domain, the means below it
+                    year, summary_header = 2021, row[2:]
+            elif row[0] == "" and row[1] == "":
+                summary_header = row[2:]
+            elif row[0] == "official score":
+                official = float(row[2])
+            elif row[0].startswith("official score"):
+                continue
+            elif row[0].isdigit():
+                if header[1] == "domain":
+                    tidy += [(machine, row[0], row[1], m, float(v)) for m, v in zip(header[2:], row[2:])]
+                else:  # "AUC (source)", "pAUC", "precision (target)", ...
+                    for col, v in zip(header[1:], row[1:]):
+                        metric, _, dom = col.partition(" (")
+                        tidy.append((machine, row[0], dom.rstrip(")") or "all", metric, float(v)))
+            else:
+                scope = "all" if row[0].endswith(_OVER_ALL) else machine
+                summary += [(scope, row[0].removesuffix(_OVER_ALL), m, float(v))
+                            for m, v in zip(summary_header, row[2:]) if v != ""]
+    except (TypeError, ValueError, IndexError) as e:
+        raise DatasetLayoutError(f"{path}: not an official evaluator result file ({e})") from e
+    if official is None or not tidy:
+        raise DatasetLayoutError(f"{path}: no per-section rows or no 'official score' row")
+    return OfficialResult(year, pd.DataFrame(tidy, columns=list(TIDY_COLUMNS)),
+                          pd.DataFrame(summary, columns=["machine", "row", "metric", "value"]), official)
