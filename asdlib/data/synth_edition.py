@@ -39,7 +39,7 @@ from .. import __version__
 from ..core.errors import AsdlibError, ConfigError
 from ..core.machines import MACHINE_TYPES, SAMPLE_RATE
 from ..core.utils import atomic_write_text
-from .editions import DATASET_DIRS, DOMAINS, Edition, get_edition
+from .editions import DATASET_DIRS, DOMAINS, Edition, clip_folder, clip_name, get_edition
 from .synth import MANIFEST_FILE, NOTE_FILE, read_manifest, render_clip
 
 SYNTH_EDITION_VERSION = 1
@@ -142,16 +142,19 @@ def plan_edition(ed: Edition, profile: EditionSynthProfile, seed: int,
                 for domain, n in (("source", profile.n_source_train), ("target", profile.n_target_train)):
                     for i in range(n):
                         v = attribute_value(domain, i)
-                        name = f"section_{section}_{domain}_train_normal_{i:04d}_{ATTRIBUTE}_{v}.wav"
+                        name = clip_name(ed, section=section, number=i, split="train", domain=domain, label="normal",
+                                         attributes={ATTRIBUTE: v})
                         jobs.append(EditionClip(dataset, machine, section, "train", domain, "normal", i, v,
-                                                f"{base}/train/{name}"))
+                                                f"{base}/{clip_folder(ed, 'train')}/{name}"))
                 tests = [(d, lab, i) for d in DOMAINS for lab in ("normal", "anomaly") for i in range(profile.n_test)]
                 shuffle = np.random.default_rng(np.random.SeedSequence([seed, _key(machine), int(section), 7]))
                 for (d, lab, i), k in zip(tests, shuffle.permutation(len(tests))):
                     v = attribute_value(d, i)
-                    name = (f"section_{section}_{d}_test_{lab}_{i:04d}_{ATTRIBUTE}_{v}.wav" if dataset == "dev"
-                            else f"section_{section}_{k:04d}.wav")
-                    jobs.append(EditionClip(dataset, machine, section, "test", d, lab, i, v, f"{base}/test/{name}"))
+                    name = (clip_name(ed, section=section, number=i, split="test", domain=d, label=lab,
+                                      attributes={ATTRIBUTE: v}) if dataset == "dev"
+                            else clip_name(ed, section=section, number=int(k), split="test", domain=d, label=None))
+                    jobs.append(EditionClip(dataset, machine, section, "test", d, lab, i, v,
+                                            f"{base}/{clip_folder(ed, 'test', d)}/{name}"))
     if wanted is not None and not jobs:
         raise ConfigError(f"none of {sorted(wanted)} is a machine type of DCASE{ed.year}; "
                           f"expected some of {', '.join(ed.machines)}")
