@@ -2,11 +2,14 @@
 features of a synthetic edition (the whole notebook runs in tests/test_pipeline.py)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
+from asdlib.data.editions import index_edition
 from asdlib.data.synth_edition import EditionSynthProfile, generate_edition
-from asdlib.study.later_editions import _logmel, official_table
+from asdlib.study.later_editions import edition_features, official_table
 
 
 def _tidy() -> pd.DataFrame:
@@ -32,6 +35,11 @@ def test_official_table_mean_and_spread_over_seeds():
 
 def test_features_of_an_edition_cut_to_the_shortest_clip(tmp_path):
     root = generate_edition(tmp_path / "d", 2023, EditionSynthProfile("t", 0.5, 2, 2, 1), machines=["fan", "ToyCar"])
-    paths = sorted(str(p) for p in root.rglob("*.wav"))
-    feats = _logmel(paths, chunk=3)
-    assert feats.shape == (len(paths), 128, 8000 // 512 + 1) and np.isfinite(feats).all()
+    index = index_edition(root, 2023)
+    study = SimpleNamespace(work_dir=tmp_path / "work", device="cpu")
+    rows, feats = edition_features(study, index.sample(frac=1.0, random_state=0))
+    assert list(rows["relpath"]) == sorted(index["relpath"])  # the cache's order, rows and features aligned
+    assert feats.shape == (len(index), 128, 8000 // 512 + 1)  # ToyCar's 0.6-s clips cut to fan's 0.5 s
+    assert np.isfinite(np.asarray(feats, dtype=np.float32)).all()
+    again_rows, again = edition_features(study, index)
+    assert np.array_equal(np.asarray(again), np.asarray(feats)) and again_rows.equals(rows)

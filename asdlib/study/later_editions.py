@@ -38,12 +38,12 @@ class EditionData:
     root: Path
     synthetic: bool
     index: pd.DataFrame  # dev clips: train and labelled test
-    features: np.ndarray  # (N, n_mels, T) float32, rows as index
+    features: np.ndarray  # (N, n_mels, T) float16 (the feature cache), rows as index
 
 
 def open_edition(study, edition: int = 2023, edition_root: str | None = None) -> EditionData:
     """Index (and, without ``edition_root``, generate) the edition's development data and
-    compute its log-mel features (128 mels, the baseline's; every clip cut to the shortest)."""
+    build its log-mel features (128 mels, the baseline's; :func:`edition_features`)."""
     from ..data.editions import get_edition, index_edition
     from ..data.synth_edition import generate_edition
 
@@ -59,26 +59,27 @@ def open_edition(study, edition: int = 2023, edition_root: str | None = None) ->
     index = index[(index["dataset"] == "dev") & index["split"].isin(["train", "test"])].reset_index(drop=True)
     if index.empty:
         raise ConfigError(f"{root}: no DCASE{ed.year} development clips")
-    return EditionData(ed.year, root, (root / "SYNTHETIC.md").exists(), index, _logmel(index["path"]))
+    index, features = edition_features(study, index)
+    return EditionData(ed.year, root, (root / "SYNTHETIC.md").exists(), index, features)
 
 
-def _logmel(paths, chunk: int = 64) -> np.ndarray:
-    """Log-mel features ``(N, 128, T)`` float32, every clip cut to the shortest one's length
-    (clip lengths differ by machine: 12-s ToyCar/ToyTrain in 2023); read ``chunk`` clips at a time."""
-    import soundfile as sf
-    import torch
+def edition_features(study, index: pd.DataFrame):
+    """The study's feature cache (:func:`asdlib.features.cache.build_feature_cache`, under the work
+    folder, reused across runs) of an edition index, every clip cut to the shortest clip's length
+    (12-s ToyCar/ToyTrain keep their first 10 s, as the editions table's ``feature_seconds``);
+    returns the index in the cache's row order and the ``(N, 128, T)`` float16 features."""
+    from ..data.audio import wav_info
+    from ..features.cache import build_feature_cache
+    from ..features.logmel import FeatureConfig
 
-    from ..features.logmel import FeatureConfig, LogMel
-
-    paths = list(paths)
-    n = min(sf.info(p).frames for p in paths)
-    mel = LogMel(FeatureConfig())
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(paths), chunk):
-            x = np.stack([sf.read(p, dtype="float32", always_2d=True, frames=n)[0][:, 0] for p in paths[i:i + chunk]])
-            out.append(mel(torch.from_numpy(x)).numpy().astype(np.float32))  # (K, 128, T)
-    return np.concatenate(out)
+    index = index.sort_values("relpath", kind="stable").reset_index(drop=True)
+    cfg = FeatureConfig()
+    seconds = min(wav_info(p).frames for p in index["path"]) / cfg.sample_rate
+    store = build_feature_cache(index, cfg.replace(duration_s=seconds), cache_dir=study.work_dir / "features",
+                                device=study.device, progress=False)
+    if list(store.index["relpath"]) != list(index["relpath"]):
+        raise ConfigError("the feature cache's rows are not the edition index's")
+    return index, store.features
 
 
 def _official(data: EditionData, test: pd.DataFrame, scores: np.ndarray, method: str, seed: int) -> pd.DataFrame:
