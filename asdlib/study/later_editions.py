@@ -15,6 +15,8 @@ machine types only: their test sets are labelled).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +107,10 @@ def run_classifier(study, data: EditionData, seed: int) -> pd.DataFrame:
     labels, names = edition_classes(idx.iloc[tr])
     cfg = TrainConfig.from_dict({**study.profile.classifier, "device": study.device, "seed": seed,
                                  "val_fraction": 0.0, "eval_every": 10_000}, strict=True)
-    out = study.work_dir / f"later_editions/dcase{data.edition}/classifier_seed{seed}"
+    # A run is resumed or reused only for the same settings, classes and clips (never a stale model).
+    key = hashlib.sha256(json.dumps([cfg.to_dict(), names, list(idx["relpath"].iloc[tr]), str(data.root)],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:12]
+    out = study.work_dir / f"later_editions/dcase{data.edition}/classifier_{key}"
     res = fit(data.features[tr], labels, cfg, out, class_names=names, progress=False)
     out_all = embed(Classifier.load(res.last_path, study.device), data.features)
     groups = class_map(idx.iloc[tr], level="section")
