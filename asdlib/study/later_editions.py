@@ -51,9 +51,9 @@ def open_edition(study, edition: int = 2023, edition_root: str | None = None) ->
 
     ed = get_edition(edition)
     if edition_root is None:
-        root = study.work_dir / f"synthetic_dcase{ed.year}"
-        generate_edition(root, ed.year, SYNTH_PROFILE.get(study.profile.name, "tiny"), seed=study.seed,
-                         machines=ed.dev_machines)
+        synth = SYNTH_PROFILE.get(study.profile.name, "tiny")
+        root = study.work_dir / f"synthetic_dcase{ed.year}_{synth}_seed{study.seed}"
+        generate_edition(root, ed.year, synth, seed=study.seed, machines=ed.dev_machines)
     else:
         root = Path(edition_root).expanduser().resolve()
     has_csv = any(root.glob("dev_data/*/attributes_*.csv"))
