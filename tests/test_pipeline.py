@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from asdlib.core.errors import AsdlibError
+from asdlib.data.editions import EDITIONS
 from asdlib.report.claims import VERDICTS
 from asdlib.study.browser import check_site_in_browser, find_browser
 from asdlib.study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
@@ -161,6 +162,9 @@ def test_whole_sequence_at_ci_size(tmp_path):
     assert {"Dev AUC study rule", "Dev AUC label-free", "Dev AUC optimism"} <= set(sel.columns)
     claims = pd.read_csv(res / "tables" / "09_claims.csv", index_col=0)
     assert len(claims) == 7 and claims["AUC verdict"].isin(VERDICTS).all()
+    later = pd.read_csv(res / "tables" / "10_official_dcase2023.csv", index_col=0)
+    assert list(later.index) == sorted(EDITIONS[2023].dev_machines) + ["official score (hmean)"]
+    assert later.shape[1] == 12 and "SYNTHETIC DCASE2023" in (res / "tables" / "10_official_dcase2023.md").read_text()
     site = check_site(res)
     assert site["ok"] and site["data"] == "synthetic", site
     if find_browser() or os.environ.get("ASDLIB_REQUIRE_BROWSER"):  # CI installs chromium (.ci/run)

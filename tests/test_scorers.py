@@ -96,3 +96,47 @@ def test_softmax_scores_do_not_saturate_for_confident_clips():
         np.testing.assert_allclose(make_scorer("softmax").score(None, z, np.array([0])), [1.0])
     # one class only: p(own) = 1
     assert make_scorer("neglogp").score(None, np.array([[3.0]]), np.array([0]))[0] == 0.0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_dg_knn_does_not_flag_target_normals():
+    """990 source clips around one direction, 10 target clips around another (the domain
+    shift); a new target normal near the 10 scores low with dg_knn although it is far from
+    every source clip, while a source-only kNN flags it above an anomaly."""
+    rng = np.random.default_rng(0)
+    d = 16
+    src_dir, tgt_dir, anom_dir = np.eye(d)[0], np.eye(d)[1], _unit(np.eye(d)[0] + np.eye(d)[2])
+    noise = lambda n, s=0.05: s * rng.normal(size=(n, d))  # noqa: E731
+    train = np.r_[_unit(src_dir + noise(990)), _unit(tgt_dir + noise(10))]
+    dom = np.array(["source"] * 990 + ["target"] * 10)
+    cls = np.zeros(1000, dtype=int)
+    test = np.r_[_unit(tgt_dir + noise(5)), _unit(src_dir + noise(5)), _unit(anom_dir + noise(5, 0.02))]
+    test_cls = np.zeros(15, dtype=int)
+    dg = make_scorer("dg_knn").fit(train, cls, domain=dom).score(test, None, test_cls)
+    tgt_normal, src_normal, anomaly = dg[:5], dg[5:10], dg[10:]
+    assert tgt_normal.max() < anomaly.min() and src_normal.max() < anomaly.min()
+    # Far from every source clip: against the source bank alone each target normal scores
+    # above every anomaly (which is what the min over domains prevents).
+    src_only = make_scorer("knn", k=1).fit(train[dom == "source"], cls[dom == "source"]).score(test, None, test_cls)
+    assert src_only[:5].min() > src_only[10:].max()
+    # No domains: all clips are one bank, the plain kNN distance.
+    pooled = make_scorer("knn").fit(train, cls).score(test, None, test_cls)
+    np.testing.assert_allclose(make_scorer("dg_knn").fit(train, cls).score(test, None, test_cls), pooled)
+    with pytest.raises(AsdlibError, match="domains must be"):
+        make_scorer("dg_knn").fit(train, cls, domain=np.array(["src"] * 1000))
+    with pytest.raises(AsdlibError, match="before fit"):
+        make_scorer("dg_knn").score(test, None, test_cls)
+
+
+def test_score_outputs_passes_domains_to_dg_knn():
+    from asdlib.classify.inference import Outputs, score_outputs
+
+    rng = np.random.default_rng(1)
+    train = _unit(rng.normal(size=(20, 4)))
+    out = Outputs(np.zeros((3, 2), np.float32), train[:3].astype(np.float32))
+    dom = np.array(["source"] * 17 + ["target"] * 3)
+    s = score_outputs(make_scorer("dg_knn", k=1), out, np.zeros(3, int), train, np.zeros(20, int), dom)
+    np.testing.assert_allclose(s, 0.0, atol=1e-7)  # each scored clip is one of the training clips

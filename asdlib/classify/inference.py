@@ -137,16 +137,20 @@ def embed(
 
 
 def score_outputs(scorer: Scorer, outputs: Outputs, classes, fit_emb: np.ndarray | None = None,
-                  fit_classes=None) -> np.ndarray:
+                  fit_classes=None, fit_domains=None) -> np.ndarray:
     """Fit ``scorer`` on normal embeddings (only if it needs fitting), then score ``outputs``.
 
     ``classes`` is each clip's own class index. For clips already embedded (one embedding
     scored by several scorers, or one training set fitting the scorer of several eval sets).
+    ``fit_domains`` (source/target per training clip) goes to scorers that use domains.
     """
     if scorer.needs_fit:
         if fit_emb is None:
             raise AsdlibError(f"scorer {scorer.name!r} fits on normal training embeddings; none were given")
-        scorer.fit(fit_emb, np.asarray(fit_classes))
+        if scorer.needs_domain:
+            scorer.fit(fit_emb, np.asarray(fit_classes), domain=fit_domains)
+        else:
+            scorer.fit(fit_emb, np.asarray(fit_classes))
     return scorer.score(outputs.emb, outputs.logits, np.asarray(classes))
 
 

@@ -17,6 +17,15 @@ own class (its machine type + ID, known from the file name at test time).
 - ``lof``: scikit-learn LocalOutlierFactor(novelty=True) per ID on normalised embeddings.
 - ``mahalanobis``: per-ID mean with one covariance shared by all IDs (Ledoit-Wolf
   shrinkage), estimated from the ID-centred normal embeddings.
+- ``dg_knn``: domain generalisation (DCASE2022+: source and target domains, about 990
+  source and 10 target training clips per section): the cosine kNN distance to the class's
+  source training embeddings and, separately, to its few target training embeddings; the
+  score is the smaller of the two, so a target-domain normal is not flagged for being rare
+  among the training clips. Fitted with each training clip's ``domain``; ``cls`` is the
+  group the banks are kept per (in the later editions the section, not the attribute class:
+  an evaluation clip's attributes are unknown). Against a source-only bank a target normal
+  is far from everything; note that with ``k = 1`` the min over domains equals the nearest
+  neighbour of the pooled banks (default ``k = 5``, as ``knn``).
 """
 from __future__ import annotations
 
@@ -58,6 +67,7 @@ class Scorer:
 
     name = "base"
     needs_fit = False
+    needs_domain = False  # fit() also takes each training clip's domain (source/target)
 
     def fit(self, train_emb: np.ndarray | None, train_class: np.ndarray | None) -> Scorer:
         return self
@@ -204,8 +214,56 @@ class MahalanobisScorer(PerClassScorer):
         return np.einsum("md,de,me->m", d, self.precision_, d)
 
 
+class DomainKNNScorer(Scorer):
+    """Min over domains of the mean cosine distance to the ``k`` nearest training embeddings
+    of that domain in the clip's own group (see the module docstring). ``fit(emb, cls,
+    domain=...)``: ``domain`` holds ``"source"``/``"target"`` per training clip (omitted: all
+    source, which makes this the ``knn`` scorer)."""
+
+    name = "dg_knn"
+    needs_fit = True
+    needs_domain = True
+
+    def __init__(self, k: int = 5):
+        if k < 1:
+            raise AsdlibError(f"dg_knn scorer: k must be >= 1, got {k}")
+        self.k = k
+
+    def fit(self, train_emb, train_class, domain=None):
+        emb, cls = _l2(train_emb), np.asarray(train_class, dtype=np.int64)
+        dom = np.full(len(cls), "source", dtype=object) if domain is None else np.asarray(domain, dtype=object)
+        if len(dom) != len(cls) or len(emb) != len(cls):
+            raise AsdlibError(f"dg_knn scorer: {len(emb)} embeddings, {len(cls)} classes, {len(dom)} domains")
+        unknown = set(dom) - {"source", "target"}
+        if unknown:
+            raise AsdlibError(f"dg_knn scorer: domains must be 'source' or 'target', got {sorted(map(str, unknown))}")
+        self.banks_ = {}
+        for c in np.unique(cls):
+            banks = {d: emb[(cls == c) & (dom == d)] for d in ("source", "target")}
+            self.banks_[int(c)] = [b for b in banks.values() if len(b)]
+        return self
+
+    def _knn(self, bank: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        dist = 1.0 - emb @ bank.T  # (M, N_d)
+        k = min(self.k, bank.shape[0])
+        return np.sort(dist, axis=1)[:, :k].mean(1)
+
+    def score(self, emb, logits, cls):
+        if not hasattr(self, "banks_"):
+            raise AsdlibError("dg_knn scorer used before fit()")
+        emb, cls = _l2(emb), np.asarray(cls, dtype=np.int64)
+        out = np.empty(len(emb))
+        for c in np.unique(cls):
+            if int(c) not in self.banks_:
+                raise AsdlibError(f"dg_knn scorer: no normal training clips of class {c} were given to fit()")
+            m = cls == c
+            out[m] = np.min([self._knn(b, emb[m]) for b in self.banks_[int(c)]], axis=0)
+        return out
+
+
 SCORERS: dict[str, type[Scorer]] = {
-    c.name: c for c in (SoftmaxScorer, NegLogPScorer, CosineScorer, KNNScorer, GMMScorer, LOFScorer, MahalanobisScorer)
+    c.name: c for c in (SoftmaxScorer, NegLogPScorer, CosineScorer, KNNScorer, GMMScorer, LOFScorer, MahalanobisScorer,
+                        DomainKNNScorer)
 }
 
 

@@ -15,6 +15,7 @@ seeds and profiles; the seed changes the recordings.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -108,14 +109,19 @@ def machine_params(machine_type: str, machine_id: str) -> dict:
 
 
 def render_clip(machine_type: str, machine_id: str, anomaly: bool, n_samples: int, rng: np.random.Generator,
-                severity: float = 1.0, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """One clip as floats in [-0.9, 0.9]: machine (+ fault) + room noise at the type's SNR, at the ID's level."""
+                severity: float = 1.0, sr: int = SAMPLE_RATE, params: dict | None = None,
+                speed: float = 1.0) -> np.ndarray:
+    """One clip as floats in [-0.9, 0.9]: machine (+ fault) + room noise at the type's SNR, at the ID's level.
+
+    ``params`` replaces the machine's constants (:func:`machine_params`) and ``speed`` scales its
+    operating speed: the later editions' synthetic machines and their attribute values
+    (:mod:`asdlib.data.synth_edition`). The defaults play the DCASE2020 machine (type, ID)."""
     from .faults import choose_fault
     from .sounds import MODELS, background, rms
 
     model = MODELS[machine_type]
-    p = machine_params(machine_type, machine_id)
-    p["speed"] = 1.0 + 0.012 * rng.standard_normal()  # load and supply voltage vary between recordings
+    p = machine_params(machine_type, machine_id) if params is None else copy.deepcopy(params)
+    p["speed"] = speed * (1.0 + 0.012 * rng.standard_normal())  # load and supply voltage vary between recordings
     fault = choose_fault(machine_type, rng) if anomaly else None
     if fault is not None and fault.modify is not None:
         fault.modify(p, rng, severity)

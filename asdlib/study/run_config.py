@@ -21,6 +21,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "07_anomaly_scores",
     "08_reconstruction",
     "09_summary",
+    "10_later_editions",
 )
 
 
