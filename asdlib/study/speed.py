@@ -40,7 +40,7 @@ class SpeedConfig:
     clip_seconds: float = 2.0
     clips_per_call: int = 8
     threads: int = 1
-    seconds: float = 3.0  # measured time in all; with set-up and warm-up about 5 s on an unloaded 2-core machine, split evenly between the two parts
+    seconds: float = 3.0  # measured, split between the two parts; with warm-up about 5 s unloaded
     min_reps: int = 3
     seed: int = 0
     version: int = 1
