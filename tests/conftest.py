@@ -46,10 +46,11 @@ def _speed_line(config) -> str | None:
 def pytest_sessionstart(session) -> None:
     try:
         from asdlib.study.speed import machine_speed
+
+        speed = machine_speed()
     except ImportError as e:  # the GPU check runs tests where not every dependency is installed
         session.config._asdlib_speed = f"import failed: {e}"
         return
-    speed = machine_speed()
     session.config._asdlib_speed = speed
     cache = getattr(session.config, "cache", None)  # None under -p no:cacheprovider
     if cache is not None:
