@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nstep, seconds")
     for r in rows:
         print(f"{r['step']}, {float(r['seconds']):.1f}")
-    print(f"notebooks and site: {sum(float(r['seconds']) for r in rows):.0f} s; wall {wall:.0f} s")
+    print(f"notebooks and site: {sum(float(r['seconds']) for r in rows):.0f} s; wall {wall:.0f} s; "
+          f"machine speed {rows[0].get('machine_speed', '?')} (asdlib.study.speed)")
 
 
 if __name__ == "__main__":

@@ -14,14 +14,58 @@
     those IDs; eval train 2 normal clips for one eval ID; eval test 1 normal + 1 anomaly
     for that ID (named ``id_XX_...``), and ``eval_data_list.csv`` with their labels.
     Normal clips are clean sines whose pitch depends on the ID; anomalies add noise.
+
+``ci_study -> CIStudy`` (session scope)
+    One whole study run at the ``ci`` profile (``asdlib reproduce``: synthetic data, every
+    notebook, the site), made once per session the first time a test asks for it and shared
+    by every test that reads a finished run (``.results``, ``.work``, ``.rows``, ``.cfg``).
+    Treat it as read-only; a test that must change a run copies ``.results`` first.
+
+The session starts by measuring the machine (:mod:`asdlib.study.speed`, about 5 s): the
+figure is printed in the header and the summary, kept in ``.pytest_cache`` (key
+``asdlib/machine_speed``) and reused by every study run in the session (``timings.csv``), so
+that the durations are read beside the speed of the machine that took them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+
+
+def _speed_line(config) -> str | None:
+    speed = getattr(config, "_asdlib_speed", None)
+    if speed is None:
+        return None
+    return speed.line() if hasattr(speed, "line") else f"machine speed: not measured ({speed})"
+
+
+def pytest_sessionstart(session) -> None:
+    try:
+        from asdlib.study.speed import machine_speed
+
+        speed = machine_speed()
+    except ImportError as e:  # the GPU check runs tests where not every dependency is installed
+        session.config._asdlib_speed = f"import failed: {e}"
+        return
+    session.config._asdlib_speed = speed
+    cache = getattr(session.config, "cache", None)  # None under -p no:cacheprovider
+    if cache is not None:
+        cache.set("asdlib/machine_speed", speed.to_dict())
+
+
+def pytest_report_header(config) -> str | None:
+    return _speed_line(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    line = _speed_line(config)
+    if line:
+        terminalreporter.write_line(f"{line} (asdlib.study.speed; durations above are on this machine)")
+
 
 TINY_TYPES = {"fan": (("00", "02"), "01"), "ToyCar": (("01", "02"), "05")}  # type: (dev IDs, eval ID)
 
@@ -87,3 +131,22 @@ def tiny_dataset(tmp_path: Path) -> Path:
             truth_lines.append(f"{name},{'anomaly' if row['label'] else 'normal'}_{name},{row['label']}")
     (root / "eval_data_list.csv").write_text("\n".join(truth_lines) + "\n", encoding="utf-8")
     return root
+
+
+@dataclass(frozen=True)
+class CIStudy:
+    results: Path
+    work: Path
+    rows: list[dict[str, Any]]
+    cfg: Any  # asdlib.study.pipeline.ReproduceConfig
+
+
+@pytest.fixture(scope="session")
+def ci_study(tmp_path_factory) -> CIStudy:
+    """The whole sequence at CI size, once per session (see the module doc)."""
+    from asdlib.study.pipeline import ReproduceConfig, reproduce
+
+    base = tmp_path_factory.mktemp("ci_study")
+    cfg = ReproduceConfig(profile="ci", device="cpu", results_dir=str(base / "res"), work_dir=str(base / "work"))
+    rows = reproduce(cfg, progress=False)
+    return CIStudy(results=base / "res", work=base / "work", rows=rows, cfg=cfg)

@@ -76,6 +76,7 @@ def test_failing_notebook_stops_the_run_and_is_named(tmp_path, tiny_dataset):
     assert info["versions"]["torch"] and "git" in info and info["config"]["profile"] == "ci"
     timings = pd.read_csv(tmp_path / "res" / "timings.csv")
     assert list(timings["step"]) == ["data", first, second, third, "html"]
+    assert (timings["machine_speed"] > 0).all()  # the reused step keeps the figure of the run that took it
     assert (tmp_path / "res" / "html" / "notebooks" / f"{third}.html").exists()  # the results as web pages
 
 
@@ -140,11 +141,10 @@ def _check_rows(path: Path, columns: list[str] | None = None) -> None:
 
 
 @pytest.mark.slow
-def test_whole_sequence_at_ci_size(tmp_path):
-    cfg = ReproduceConfig(profile="ci", device="cpu", results_dir=str(tmp_path / "res"), work_dir=str(tmp_path / "work"))
-    rows = reproduce(cfg, progress=False)
-    assert [r["step"] for r in rows] == ["data", *NOTEBOOKS, "html"]
-    res = tmp_path / "res"
+def test_whole_sequence_at_ci_size(ci_study):
+    """The session's shared CI-size run (conftest.ci_study): every table, figure and notebook."""
+    rows, res = ci_study.rows, ci_study.results
+    assert [r["step"] for r in rows] == ["data", *NOTEBOOKS, "html"] and all(r["status"] == "ran" for r in rows)
     for name in STUDY_TABLES:
         _check_rows(res / "tables" / f"{name}.csv", ["Dev AUC", "Dev pAUC", "Eval AUC", "Eval pAUC"])
         assert "SYNTHETIC" in (res / "tables" / f"{name}.md").read_text()
@@ -170,8 +170,14 @@ def test_whole_sequence_at_ci_size(tmp_path):
     if find_browser() or os.environ.get("ASDLIB_REQUIRE_BROWSER"):  # CI installs chromium (.ci/run)
         views, problems = check_site_in_browser(res)
         assert problems == [] and all("SYNTHETIC" in v.banner for v in views), problems
-    # Everything is reused on a second run.
-    again = reproduce(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_second_run_reuses_every_notebook(ci_study):
+    """A second run of the same settings reuses every step. In place (the keys hold the folders); the
+    shared run's tables, figures and notebooks stay as they were, timings.csv then says 'reused'."""
+    again = reproduce(ci_study.cfg, progress=False)
+    assert [r["step"] for r in again] == ["data", *NOTEBOOKS, "html"]
     assert all(r["status"] == "reused" for r in again if r["step"] not in ("data", "html"))
 
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from ..core.errors import AsdlibError
 from ..core.utils import atomic_write_text, display_path, scrub_paths
 from .run_config import NOTEBOOKS, ReproduceConfig, prepare_data  # noqa: F401 (NOTEBOOKS: imported from here by the cli and tests)
+from .speed import SpeedResult, machine_speed
 
 
 def _source_path(cfg: ReproduceConfig, name: str) -> Path:
@@ -107,6 +108,9 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     for sub in ("executed", "tables", "figures", "tidy"):
         (results / sub).mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    speed = machine_speed()  # the machine's figure, beside every timing of this run (asdlib.study.speed)
+    if progress:
+        print(f"[reproduce] {speed.line()}", flush=True)
     t0 = time.perf_counter()
     data_root, synthetic = prepare_data(cfg, progress)
     data_seconds = time.perf_counter() - t0
@@ -116,7 +120,8 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     code = _library_digest()  # a change to asdlib re-runs the notebooks (their models reuse by settings key)
     state_path = work / "reproduce_state.json"
     state = _load_state(state_path)
-    rows: list[dict[str, Any]] = [{"step": "data", "seconds": round(data_seconds, 2), "status": "ran"}]
+    rows: list[dict[str, Any]] = [{"step": "data", "seconds": round(data_seconds, 2), "status": "ran",
+                                   "machine_speed": speed.score}]
     keys = {name: _digest(_source_path(cfg, name).read_text(), json.dumps(params, sort_keys=True), code)
             for name in cfg.notebooks}
 
@@ -125,14 +130,16 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
                 and (results / "executed" / f"{name}.ipynb").exists())
 
     if cfg.devices:
-        rows.append(_pretrain(cfg, params, [n for n in cfg.notebooks if not unchanged(n)], progress))
+        rows.append(_pretrain(cfg, params, [n for n in cfg.notebooks if not unchanged(n)], progress)
+                    | {"machine_speed": speed.score})
     for name in cfg.notebooks:
         source = _source_path(cfg, name)
         key = keys[name]
         output = results / "executed" / f"{name}.ipynb"
         done = state.get(name, {})
         if unchanged(name):
-            rows.append({"step": name, "seconds": done.get("seconds"), "status": "reused"})
+            rows.append({"step": name, "seconds": done.get("seconds"), "status": "reused",
+                         "machine_speed": done.get("machine_speed")})  # the figure of the run that took it
             if progress:
                 print(f"[reproduce] {name}: unchanged since last run, skipped", flush=True)
             continue
@@ -141,20 +148,22 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
         start = time.perf_counter()
         run_notebook(source, output, params, cwd=work, progress=progress)
         seconds = round(time.perf_counter() - start, 2)
-        state[name] = {"key": key, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        state[name] = {"key": key, "seconds": seconds, "machine_speed": speed.score,
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
-        rows.append({"step": name, "seconds": seconds, "status": "ran"})
+        rows.append({"step": name, "seconds": seconds, "status": "ran", "machine_speed": speed.score})
         if progress:
             print(f"[reproduce] {name}: {seconds:.1f} s", flush=True)
-    _write_run_record(results, cfg, params, rows, synthetic)
+    _write_run_record(results, cfg, params, rows, synthetic, speed)
     write_data_note(results / "README.md", data_note(cfg, data_root, synthetic))
     # The results as a web site (results/html/index.html), from the record just written.
     from .site import build_site
 
     start = time.perf_counter()
     build_site(results, progress=progress)
-    rows.append({"step": "html", "seconds": round(time.perf_counter() - start, 2), "status": "ran"})
-    _write_run_record(results, cfg, params, rows, synthetic)
+    rows.append({"step": "html", "seconds": round(time.perf_counter() - start, 2), "status": "ran",
+                 "machine_speed": speed.score})
+    _write_run_record(results, cfg, params, rows, synthetic, speed)
     if progress:
         print(f"[reproduce] html: {results / 'html' / 'index.html'}", flush=True)
     return rows
@@ -205,14 +214,19 @@ def write_data_note(readme: Path, note: str) -> None:
 
 
 def _write_run_record(results: Path, cfg: ReproduceConfig, params: dict[str, Any], rows: list[dict[str, Any]],
-                      synthetic: bool) -> None:
+                      synthetic: bool, speed: SpeedResult) -> None:
     from ..core.provenance import write_provenance
 
-    lines = ["step,seconds,status"] + [f"{r['step']},{r['seconds']},{r['status']}" for r in rows]
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v)
+
+    # machine_speed: asdlib.study.speed's score on the machine that took the step (higher is faster)
+    lines = ["step,seconds,status,machine_speed"] + [
+        f"{r['step']},{cell(r['seconds'])},{r['status']},{cell(r.get('machine_speed'))}" for r in rows]
     atomic_write_text(results / "timings.csv", "\n".join(lines) + "\n")
     write_provenance(results / "run_info.json", config=shown_paths(asdict(cfg)) | {"parameters": shown_paths(params)},
-                     device=cfg.device,
-                     synthetic_data=synthetic, timings=rows, data_source=data_note(cfg, params["data_root"], synthetic),
+                     device=cfg.device, synthetic_data=synthetic, timings=rows, machine_speed=speed.to_dict(),
+                     data_source=data_note(cfg, params["data_root"], synthetic),
                      note=("Results on the embedded SYNTHETIC dataset (asdlib synth) with a small model: "
                            "they test the pipeline and are not the study's figures.") if synthetic else
                           "Results on the data under parameters.data_root.")

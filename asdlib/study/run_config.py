@@ -5,6 +5,7 @@ Below both :mod:`asdlib.study.pipeline` (which runs the notebooks) and :mod:`asd
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,5 +62,16 @@ def prepare_data(cfg: ReproduceConfig, progress: bool = True) -> tuple[str, bool
     from .profiles import get_profile, synth_profile
 
     root = Path(cfg.work_dir) / "synthetic_data"
-    generate_dataset(root, profile=synth_profile(get_profile(cfg.profile)), seed=cfg.seed, progress=progress)
+    # every clip has its own random stream, so the files are byte-identical whatever the number of processes
+    generate_dataset(root, profile=synth_profile(get_profile(cfg.profile)), seed=cfg.seed, progress=progress,
+                     workers=usable_cores())
     return str(root), True
+
+
+def usable_cores(cap: int = 8) -> int:
+    """The CPU cores this process may run on (its affinity, where the OS tells it), at most ``cap``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    return max(1, min(cap, n))

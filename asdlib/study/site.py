@@ -348,6 +348,13 @@ def _index(results: Path, info: dict[str, Any], kind: str, banner: str, notebook
                        f"CUDA {'yes' if info.get('device', {}).get('cuda_available') else 'no'})"),
             ("git revision", f"{git.get('commit', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}"),
             ("created", info.get("created", "?")), ("python", info.get("python", "?"))]
+    speed = info.get("machine_speed")
+    if isinstance(speed, dict) and "score" in speed:
+        rows.append(("machine speed", f"{speed['score']} (asdlib.study.speed v{speed.get('version', '?')}: "
+                                      f"{speed.get('train_steps_per_s', '?')} training steps/s, "
+                                      f"{speed.get('feature_clips_per_s', '?')} log-mel clips/s, "
+                                      f"{speed.get('threads', '?')} thread(s); higher is faster, so timings "
+                                      "compare across machines)"))
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
     if versions:
         rows.append(("versions", versions))
