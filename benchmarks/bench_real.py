@@ -387,14 +387,14 @@ def _pm(mean: float, sd: float) -> str:
 
 def table_markdown(table: pd.DataFrame, cap: str, n_seeds: int, note: str = "") -> str:
     ids = sorted({c.split()[0][2:] for c in table.columns if c.startswith("ID") and c.endswith(" AUC")})
-    head = ["method", "scorer", *[f"ID{m} AUC/pAUC" for m in ids], "mean AUC", "mean pAUC", "train s/seed"]
-    lines = [f"**{cap}.** AUC / pAUC (%) on the test clips, per ID the mean over {n_seeds} seed(s); "
+    head = ["method", "scorer", *[f"ID{m} AUC/pAUC" for m in ids], "mean AUC", "mean pAUC", "seeds", "train s/seed"]
+    lines = [f"**{cap}.** AUC / pAUC (%) on the test clips, per ID the mean over the row's seeds (0..{n_seeds - 1} asked); "
              "'mean' is the mean over IDs, ± the standard deviation over seeds of each seed's mean over IDs. "
              "Final epoch, no test labels used; softmax and neglogp rank clips alike within an ID (same AUC)." + note, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [r["label"], r["scorer"], *[f"{r[f'ID{m} AUC']:.1f} / {r[f'ID{m} pAUC']:.1f}" for m in ids],
-                 _pm(r["mean AUC"], r["mean AUC sd"]), _pm(r["mean pAUC"], r["mean pAUC sd"]),
+                 _pm(r["mean AUC"], r["mean AUC sd"]), _pm(r["mean pAUC"], r["mean pAUC sd"]), str(r["seeds"]),
                  f"{r['train s/seed']:.0f}" if np.isfinite(r["train s/seed"]) else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -454,6 +454,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "is not retrained (default: .cache/bench_real)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the run cache")
     p.add_argument("--train-only", action="store_true", help="train and cache the runs, write no outputs")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: write the outputs from the runs found in the cache (provenance.json lists "
+                        "the runs asked for but missing)")
     p.add_argument("--keep-other-methods", action="store_true",
                    help="keep the rows of methods not in --methods from the tidy.csv/scores.csv already in --out "
                         "(provenance.json then records which revision and command made which rows)")
@@ -493,12 +496,17 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     results = []
     todo = []
+    missing = []
     for t in tasks:
         r = load_cached(cache, cache_key(t, fingerprint))
-        if r is None:
-            todo.append(t)
-        else:
+        if r is not None:
             results.append(r)
+        elif args.cached_only:
+            missing.append(f"{t['method']} seed {t['seed']}")
+        else:
+            todo.append(t)
+    if not results and not todo:
+        raise DataError(f"--cached-only: no run of {', '.join(args.methods)} in the cache {cache}")
     jobs = args.jobs or min(2, os.cpu_count() or 1, max(1, len(todo)))
     bar = tqdm(total=len(todo), desc="bench_real", unit="run", disable=args.no_progress)
 
@@ -574,6 +582,7 @@ def run(args: argparse.Namespace) -> dict:
         record["rows"] |= kept["rows"]
         record["runs_kept"] = kept["seconds"].round(2).to_dict(orient="records")
     record["cached_runs"] = sorted(f"{r['method']} seed {r['seed']}" for r in results if r.get("cached"))
+    record["missing_runs"] = missing  # asked for, not in the cache, not trained (--cached-only)
     record |= {"caption": cap, "data": {"path": str(data_path), **describe(data)}, "command": cmd,
                "wall_s": round(wall, 1), "runs": seconds.round(2).to_dict(orient="records"),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}

@@ -101,9 +101,9 @@ def test_bench_real_on_a_synthetic_file(tmp_path):
     # a second run finds every run in the cache (nothing retrained) and writes the same table;
     # with --keep-other-methods the rows of the methods not run now are kept, with their revision
     before = pd.read_csv(out / "tidy.csv", dtype={"machine_id": str})
-    assert bench.main(args + ["--methods", "improved,autoencoder,wavenet", "--keep-other-methods"]) == 0
+    assert bench.main(args + ["--methods", "improved,autoencoder,wavenet", "--keep-other-methods", "--cached-only"]) == 0
     prov = json.loads((out / "provenance.json").read_text())
-    assert len(prov["cached_runs"]) == 3 and set(prov["rows"]) == {*bench.METHODS, "fusion"}
+    assert len(prov["cached_runs"]) == 3 and set(prov["rows"]) == {*bench.METHODS, "fusion"} and prov["missing_runs"] == []
     pd.testing.assert_frame_equal(pd.read_csv(out / "tidy.csv", dtype={"machine_id": str}), before)
 
 
