@@ -63,10 +63,22 @@ PRIMARY = {"study": "softmax", "improved": "neglogp", "autoencoder": "mse", "wav
 LABELS = {"study": "study's recipe (E2 at CPU size)", "improved": "improved recipe (asdlib)",
           "autoencoder": "DCASE2020 baseline autoencoder (one per type)",
           "wavenet": "WaveNet (one per type)"}
-METHODS = tuple(PRIMARY)
+METHODS = tuple(PRIMARY)  # the methods trained
+# Fusion (asdlib.report.fusion): each part's score standardised per ID on the held-out normal training
+# clips (z-score of the log score), then the plain mean (and, as a second row, the max). Decided before
+# any fused score was computed; nothing is tuned. The parts are the table's own runs of the same seed.
+FUSION_PARTS = {"improved": "neglogp", "autoencoder": "mse", "wavenet": "mse"}
+FUSIONS = (("improved", "autoencoder", "wavenet"), ("improved", "autoencoder"), ("improved", "wavenet"),
+           ("autoencoder", "wavenet"))
+FUSION_TRANSFORM = "zlog"
+FUSION_COMBINATIONS = ("mean", "max")
+SHORT = {"improved": "improved", "autoencoder": "AE", "wavenet": "WaveNet"}
+PRIMARY["fusion"] = "improved+AE+WaveNet mean"
+LABELS["fusion"] = "fusion (asdlib): z(log score) on held-out clips"
 EPOCHS = {"study": 30, "improved": 120, "autoencoder": 100, "wavenet": 30}
-COST = {"improved": 3.0, "study": 1.5, "autoencoder": 1.0, "wavenet": 1.0}  # rough relative time per run (scheduling)
+COST = {"improved": 2.0, "study": 1.0, "autoencoder": 3.5, "wavenet": 0.7}  # relative time per run (the 3-seed run's)
 # The network both classifier recipes train, at CPU size (the study's IR-ResNet50, 1/8 width, one block per stage).
+HOLDOUT = 0.2  # fraction of each ID's training clips held out for fusion's standardisation statistics
 SIZE = {"model": "iresnet50", "width": 0.125, "depths": (1, 1, 1, 1), "embedding_dim": 256, "batch_size": 64,
         "val_fraction": 0.0, "device": "cpu", "amp": False}
 
@@ -188,8 +200,24 @@ def _per_id(meta: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     return evaluate(meta.assign(score=np.asarray(scores, dtype=np.float64)))
 
 
+def heldout_split(mids: np.ndarray, train_rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, held-out rows) of ``train_rows``: ``fraction`` of each ID's normal training clips
+    held out, drawn by the classifier's own stratified validation split
+    (:func:`asdlib.classify.train.split_validation`, the seed's), so the classifier's validation
+    clips and the clips fusion standardises on are one set, shared by every method of the seed."""
+    from asdlib.classify.train import split_validation
+
+    if fraction <= 0:
+        return train_rows, train_rows[:0]
+    ids = sorted(set(mids[train_rows]))
+    cls = np.array([ids.index(m) for m in mids[train_rows]])
+    p_fit, p_held = split_validation(cls, fraction, seed)
+    return train_rows[p_fit], train_rows[p_held]
+
+
 def run_task(task: dict) -> dict:
-    """Train one method for one seed and score the test clips; runs in a worker process."""
+    """Train one method for one seed on the fit rows (the training clips less the held-out ones)
+    and score the held-out normal training clips and the test clips; runs in a worker process."""
     import torch
 
     torch.set_num_threads(1)
@@ -197,9 +225,12 @@ def run_task(task: dict) -> dict:
     method, seed, epochs = task["method"], task["seed"], task["epochs"]
     x, part, mids = data["X"], data["part"], data["machine_id"]
     ids = sorted(set(mids))
-    tr, te = np.flatnonzero(part == "train"), np.flatnonzero(part == "test")
-    meta = pd.DataFrame({"dataset": "dev", "machine_type": MACHINE_TYPE, "machine_id": mids[te],
-                         "label": data["label"][te], "file": data["names"][te]})
+    tr, held = heldout_split(mids, np.flatnonzero(part == "train"), task.get("holdout", 0.0), seed)
+    te = np.flatnonzero(part == "test")
+    rows = np.concatenate([held, te])  # scored: held-out normal training clips, then the test clips
+    meta = pd.DataFrame({"dataset": "dev", "machine_type": MACHINE_TYPE, "machine_id": mids[rows],
+                         "label": data["label"][rows], "file": data["names"][rows],
+                         "part": np.where(np.isin(rows, held), "heldout", "test")})
     scores: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"bench_real_{method}_{seed}_") as work:
@@ -211,13 +242,15 @@ def run_task(task: dict) -> dict:
 
             cfg = TrainConfig().replace(classifier_overrides(method, epochs) | {"seed": seed})
             cls = np.array([ids.index(m) for m in mids])
-            res = fit(x[tr], cls[tr], cfg, work, class_names=[(MACHINE_TYPE, m) for m in ids], progress=False,
-                      resume=False)
+            # the held-out clips are the classifier's validation clips (val_loss only; final epoch kept)
+            fit_rows = np.sort(np.concatenate([tr, held]))
+            res = fit(x[fit_rows], cls[fit_rows], cfg, work, class_names=[(MACHINE_TYPE, m) for m in ids],
+                      progress=False, resume=False, val_index=np.searchsorted(fit_rows, held))
             t_train = time.perf_counter() - t0
             clf = Classifier.load(res.last_path)  # the saved model, as `asdlib score` loads it
-            out_tr, out_te = embed(clf, x[tr]), embed(clf, x[te])
+            out_tr, out_rows = embed(clf, x[tr]), embed(clf, x[rows])
             for name in CLASSIFIER_SCORERS:
-                scores[name] = score_outputs(make_scorer(name), out_te, cls[te], out_tr.emb, cls[tr])
+                scores[name] = score_outputs(make_scorer(name), out_rows, cls[rows], out_tr.emb, cls[tr])
             config = cfg.to_dict()
         else:
             from asdlib.recon import (
@@ -229,26 +262,116 @@ def run_task(task: dict) -> dict:
                 score_wavenet,
             )
 
+            # with a held-out split the recon models train on exactly the classifier's fit rows
+            # (their own validation split, which only reports a loss, is then off)
+            val = {} if not len(held) else {"val_fraction": 0.0}
             if method == "autoencoder":
-                rcfg = ReconConfig(epochs=epochs, seed=seed, device="cpu")
+                rcfg = ReconConfig(epochs=epochs, seed=seed, device="cpu", **val)
                 model, _ = fit_autoencoder(x, tr, rcfg, progress=False)
                 t_train = time.perf_counter() - t0
-                scores["mse"] = score_autoencoder(model, x, te, device="cpu")
-                config = {"recon": vars(rcfg), "model": vars(model.cfg)}
+                scores["mse"] = score_autoencoder(model, x, rows, device="cpu")
             else:
-                rcfg = ReconConfig.wavenet_defaults(epochs=epochs, seed=seed, device="cpu")
+                rcfg = ReconConfig.wavenet_defaults(epochs=epochs, seed=seed, device="cpu", **val)
                 model, _ = fit_wavenet(x, tr, rcfg, WaveNetConfig(n_mels=x.shape[1]), progress=False)
                 t_train = time.perf_counter() - t0
-                scores["mse"] = score_wavenet(model, x, te, device="cpu")
-                config = {"recon": vars(rcfg), "model": vars(model.cfg)}
-    tidy, per_clip = [], []
-    for scorer, s in scores.items():
-        per = _per_id(meta, s)
-        tidy.append(per.assign(method=method, scorer=scorer, seed=seed))
-        per_clip.append(meta.assign(method=method, scorer=scorer, seed=seed, score=np.asarray(s, dtype=np.float64)))
-    return {"method": method, "seed": seed, "epochs": epochs, "train_s": t_train,
-            "total_s": time.perf_counter() - t0, "config": config,
-            "tidy": pd.concat(tidy, ignore_index=True), "scores": pd.concat(per_clip, ignore_index=True)}
+                scores["mse"] = score_wavenet(model, x, rows, device="cpu")
+            config = {"recon": vars(rcfg), "model": vars(model.cfg)}
+    per_clip = pd.concat([meta.assign(method=method, scorer=scorer, seed=seed, score=np.asarray(s, dtype=np.float64))
+                          for scorer, s in scores.items()], ignore_index=True)
+    return {"method": method, "seed": seed, "epochs": epochs, "holdout": task.get("holdout", 0.0),
+            "n_fit": int(len(tr)), "n_heldout": int(len(held)), "train_s": t_train,
+            "total_s": time.perf_counter() - t0, "config": config, "scores": per_clip}
+
+
+def fusion_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-clip fused scores of every combination in :data:`FUSIONS` whose parts were run with held-out
+    clips, per seed: method ``fusion``, scorer e.g. ``improved+AE+WaveNet mean``."""
+    from asdlib.report.fusion import fuse_frame
+
+    if "part" not in scores or not (scores["part"] == "heldout").any():
+        return pd.DataFrame()
+    parts = scores[[FUSION_PARTS.get(m) == s for m, s in zip(scores["method"], scores["scorer"])]]
+    out = []
+    for seed, g in parts.groupby("seed"):
+        have = set(g.loc[g["part"] == "heldout", "method"])
+        for combo in FUSIONS:
+            if not set(combo) <= have:
+                continue
+            for how in FUSION_COMBINATIONS:
+                f = fuse_frame(g, combo, FUSION_TRANSFORM, how)
+                out.append(f.drop(columns=[c for c in f.columns if c.startswith("z_")])
+                           .assign(method="fusion", scorer=f"{'+'.join(SHORT[m] for m in combo)} {how}", seed=seed))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def keep_rows(out: Path, methods: list[str]) -> dict | None:
+    """The rows of methods not run now (nor fusion) from the tidy.csv/scores.csv/provenance.json in
+    ``out``, with the revision and command that made them; None when there is nothing to keep."""
+    if not (out / "tidy.csv").is_file() or not (out / "provenance.json").is_file():
+        return None
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    tidy = pd.read_csv(out / "tidy.csv", dtype={"machine_id": str})
+    other = sorted(set(tidy["method"]) - set(methods) - {"fusion"})
+    if not other:
+        return None
+    scores = pd.read_csv(out / "scores.csv", dtype={"machine_id": str}) if (out / "scores.csv").is_file() else pd.DataFrame()
+    if "part" not in scores:
+        scores = scores.assign(part="test")
+    runs = pd.DataFrame(prov.get("runs_kept", []) + prov.get("runs", []))
+    old_rows = prov.get("rows") or {}
+    made = {m: old_rows.get(m) or {"git": prov.get("git"), "command": prov.get("command"),
+                                   "holdout": prov.get("config", {}).get("holdout", 0.0)} for m in other}
+    return {"tidy": tidy[tidy["method"].isin(other)], "scores": scores[scores["method"].isin(other)] if len(scores) else scores,
+            "seconds": runs[runs["method"].isin(other)].drop_duplicates(["method", "seed"]) if len(runs) else runs,
+            "rows": made}
+
+
+def tidy_of(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-ID AUC/pAUC rows of the test clips of per-clip ``scores`` (one block per method, scorer, seed)."""
+    out = []
+    for (method, scorer, seed), g in scores[scores["part"] == "test"].groupby(["method", "scorer", "seed"], sort=False):
+        out.append(_per_id(g.drop(columns=["method", "scorer", "seed", "part", "score"]), g["score"].to_numpy())
+                   .assign(method=method, scorer=scorer, seed=seed))
+    return pd.concat(out, ignore_index=True)
+
+
+# ---------------------------------------------------------------- run cache
+
+def data_fingerprint(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cache_key(task: dict, fingerprint: str) -> str:
+    return (f"{task['method']}_seed{task['seed']}_ep{task['epochs']}_hold{task.get('holdout', 0.0):g}"
+            f"_clips{task['per_group']}_{fingerprint}")
+
+
+def load_cached(cache: Path | None, key: str) -> dict | None:
+    if cache is None or not (cache / f"{key}.json").is_file() or not (cache / f"{key}.csv").is_file():
+        return None
+    r = json.loads((cache / f"{key}.json").read_text(encoding="utf-8"))
+    r["scores"] = pd.read_csv(cache / f"{key}.csv", dtype={"machine_id": str})
+    r["cached"] = True
+    return r
+
+
+def save_cached(cache: Path | None, key: str, r: dict) -> None:
+    """One run's per-clip scores (csv) and record (json), each written atomically; the json last,
+    so a run counts as cached only once both are whole."""
+    if cache is None:
+        return
+    from asdlib.core.utils import atomic_write_text
+
+    cache.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache / f"{key}.csv", r["scores"].to_csv(index=False, float_format="%.17g"))
+    atomic_write_text(cache / f"{key}.json", json.dumps({k: v for k, v in r.items() if k != "scores"},
+                                                       indent=1, default=str) + "\n")
 
 
 # ---------------------------------------------------------------- tables and figure
@@ -282,20 +405,21 @@ def _pm(mean: float, sd: float) -> str:
 
 
 def table_caption(cap: str, n_seeds: int, note: str = "") -> str:
-    """The first line of ``table.md``: what the figures are (``note``: :func:`tuning_note`)."""
-    return (f"**{cap}.** AUC / pAUC (%) on the test clips, per ID the mean over {n_seeds} seed(s); "
+    """The first line of ``table.md``: what the figures are (``note``: :func:`tuning_note` and the run's notes)."""
+    return (f"**{cap}.** AUC / pAUC (%) on the test clips, per ID the mean over the row's seeds (0..{n_seeds - 1} asked); "
             "'mean' is the mean over IDs, ± the standard deviation over seeds of each seed's mean over IDs. "
             "Final epoch, no test labels used; softmax and neglogp rank clips alike within an ID (same AUC)."
-            + (f" {note}" if note else ""))
+            + (f" {note.strip()}" if note.strip() else ""))
 
 
 def table_markdown(table: pd.DataFrame, cap: str, n_seeds: int, note: str = "") -> str:
     ids = sorted({c.split()[0][2:] for c in table.columns if c.startswith("ID") and c.endswith(" AUC")})
-    head = ["method", "scorer", *[f"ID{m} AUC/pAUC" for m in ids], "mean AUC", "mean pAUC", "train s/seed"]
+    head = ["method", "scorer", *[f"ID{m} AUC/pAUC" for m in ids], "mean AUC", "mean pAUC", "seeds", "train s/seed"]
     lines = [table_caption(cap, n_seeds, note), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [r["label"], r["scorer"], *[f"{r[f'ID{m} AUC']:.1f} / {r[f'ID{m} pAUC']:.1f}" for m in ids],
-                 _pm(r["mean AUC"], r["mean AUC sd"]), _pm(r["mean pAUC"], r["mean pAUC sd"]), f"{r['train s/seed']:.0f}"]
+                 _pm(r["mean AUC"], r["mean AUC sd"]), _pm(r["mean pAUC"], r["mean pAUC sd"]), str(r["seeds"]),
+                 f"{r['train s/seed']:.0f}" if np.isfinite(r["train s/seed"]) else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -309,7 +433,7 @@ def plot_per_id(tidy: pd.DataFrame, cap: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     prim = tidy[[PRIMARY.get(m) == s for m, s in zip(tidy["method"], tidy["scorer"])]]
-    methods = [m for m in METHODS if m in set(prim["method"])]
+    methods = [m for m in PRIMARY if m in set(prim["method"])]
     ids = sorted(prim["machine_id"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     w = 0.8 / max(1, len(methods))
@@ -346,8 +470,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-clips", type=int, default=None, help="keep the first N clips of each (part, ID, label)")
     p.add_argument("--tiny", action="store_true", help="a quick check of the code path: --epochs-scale 0.04 --max-clips 8")
     p.add_argument("--jobs", type=int, default=None, help="worker processes, one thread each (default: min(2, CPUs))")
+    p.add_argument("--holdout", type=float, default=HOLDOUT,
+                   help="fraction of each ID's training clips held out (fusion's standardisation statistics; "
+                        f"default {HOLDOUT}; 0: train on all, no fusion)")
+    p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench_real",
+                   help="folder of per-run scores: a (method, seed, epochs, holdout, clips, data) run found there "
+                        "is not retrained (default: .cache/bench_real)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the run cache")
+    p.add_argument("--train-only", action="store_true", help="train and cache the runs, write no outputs")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: write the outputs from the runs found in the cache (provenance.json lists "
+                        "the runs asked for but missing)")
+    p.add_argument("--keep-other-methods", action="store_true",
+                   help="keep the rows of methods not in --methods from the tidy.csv/scores.csv already in --out "
+                        "(provenance.json then records which revision and command made which rows)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if not 0.0 <= args.holdout < 1.0:
+        p.error("--holdout must be in [0, 1)")
     if args.tiny:
         args.epochs_scale = min(args.epochs_scale, 0.04)
         args.max_clips = args.max_clips or 8
@@ -368,44 +508,82 @@ def run(args: argparse.Namespace) -> dict:
     data = subset(load_features(data_path), args.max_clips)  # fail here, before any worker starts
     cap = caption(data)
     tasks = [{"method": m, "seed": s, "epochs": scaled_epochs(m, args.epochs_scale), "data": str(data_path),
-              "per_group": args.max_clips} for m in args.methods for s in range(args.seeds)]
-    tasks.sort(key=lambda t: -COST[t["method"]])  # longest first: the two workers finish together
-    jobs = args.jobs or min(2, os.cpu_count() or 1, len(tasks))
+              "per_group": args.max_clips, "holdout": args.holdout} for m in args.methods for s in range(args.seeds)]
+    # seed by seed, the cheapest first within a seed: a run stopped early (a shared machine) leaves
+    # the most whole runs in the cache, and a later run picks them up
+    tasks.sort(key=lambda t: (t["seed"], COST[t["method"]]))
+    cache = None if args.no_cache else Path(args.cache)
+    fingerprint = data_fingerprint(data_path)
     from asdlib.core.provenance import provenance
 
     record = provenance(device="cpu")  # the code as it was when the run started
     t0 = time.perf_counter()
     results = []
-    bar = tqdm(total=len(tasks), desc="bench_real", unit="run", disable=args.no_progress)
+    todo = []
+    missing = []
+    for t in tasks:
+        r = load_cached(cache, cache_key(t, fingerprint))
+        if r is not None:
+            results.append(r)
+        elif args.cached_only:
+            missing.append(f"{t['method']} seed {t['seed']}")
+        else:
+            todo.append(t)
+    if not results and not todo:
+        raise DataError(f"--cached-only: no run of {', '.join(args.methods)} in the cache {cache}")
+    jobs = args.jobs or min(2, os.cpu_count() or 1, max(1, len(todo)))
+    bar = tqdm(total=len(todo), desc="bench_real", unit="run", disable=args.no_progress)
 
-    def done(r: dict) -> None:
+    def done(t: dict, r: dict) -> None:
+        save_cached(cache, cache_key(t, fingerprint), r)
+        r["cached"] = False
         results.append(r)
-        primary = r["tidy"][(r["tidy"]["scorer"] == PRIMARY[r["method"]])].groupby("metric")["value"].mean()
+        per = tidy_of(r["scores"][r["scores"]["scorer"] == PRIMARY[r["method"]]])
+        primary = per.groupby("metric")["value"].mean()
         bar.update(1)
         bar.write(f"{r['method']:<12} seed {r['seed']}: AUC {100 * primary['AUC']:.1f} pAUC {100 * primary['pAUC']:.1f} "
                   f"({r['train_s']:.0f} s training, {r['epochs']} epochs)")
 
     if jobs <= 1:
-        for t in tasks:
-            done(run_task(t))
+        for t in todo:
+            done(t, run_task(t))
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
-            for fut in as_completed([pool.submit(run_task, t) for t in tasks]):
-                done(fut.result())
+            futures = {pool.submit(run_task, t): t for t in todo}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
     bar.close()
     wall = time.perf_counter() - t0
+    if args.train_only:
+        return {"results": results, "wall_s": wall}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tidy = pd.concat([r["tidy"] for r in results], ignore_index=True)[TIDY_COLUMNS]
-    tidy = tidy.sort_values(["method", "scorer", "seed", "machine_id", "metric"]).reset_index(drop=True)
-    tidy.to_csv(out / "tidy.csv", index=False)
     scores = pd.concat([r["scores"] for r in results], ignore_index=True)
-    scores.sort_values(["method", "scorer", "seed", "file"]).to_csv(out / "scores.csv", index=False)
+    tidy = tidy_of(scores)
+    fused = fusion_scores(scores)
+    if not fused.empty:
+        tidy = pd.concat([tidy, tidy_of(fused)], ignore_index=True)
     seconds = pd.DataFrame([{k: r[k] for k in ("method", "seed", "epochs", "train_s", "total_s")} for r in results])
+    kept = keep_rows(out, args.methods) if args.keep_other_methods else None
+    if kept is not None:
+        tidy = pd.concat([tidy, kept["tidy"]], ignore_index=True)
+        scores = pd.concat([scores, kept["scores"]], ignore_index=True)
+        seconds = pd.concat([seconds, kept["seconds"]], ignore_index=True)
+    tidy = tidy[TIDY_COLUMNS].sort_values(["method", "scorer", "seed", "machine_id", "metric"]).reset_index(drop=True)
+    tidy.to_csv(out / "tidy.csv", index=False)
+    scores = pd.concat([scores, fused], ignore_index=True) if not fused.empty else scores
+    scores.sort_values(["method", "scorer", "seed", "part", "file"]).to_csv(out / "scores.csv", index=False)
     table = summary_table(tidy, seconds)
     table.round(2).to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(table_markdown(table, cap, args.seeds, tuning_note(data)), encoding="utf-8")
+    note = tuning_note(data)
+    if args.holdout > 0:
+        note = (f" {', '.join(args.methods)}: trained on each ID's training clips less {args.holdout:.0%} held out "
+                "(the classifier's validation clips); fusion standardises each part's score per ID on those "
+                "held-out clips (z-score of the log score) and takes the mean (or max) over the parts.")
+    if kept is not None:
+        note += f" Rows of {', '.join(sorted(kept['rows']))}: an earlier run, kept (provenance.json: rows)."
+    (out / "table.md").write_text(table_markdown(table, cap, args.seeds, note), encoding="utf-8")
     plot_per_id(tidy, cap, out / "per_id.png")
 
     from asdlib.core.utils import atomic_write_text, display_path, scrub_paths
@@ -418,13 +596,24 @@ def run(args: argparse.Namespace) -> dict:
     record["config"] = {"methods": configs, "seeds": list(range(args.seeds)),
                         "epochs": {m: scaled_epochs(m, args.epochs_scale) for m in args.methods},
                         "epochs_scale": args.epochs_scale, "max_clips": args.max_clips, "jobs": jobs,
-                        "classifier_scorers": list(CLASSIFIER_SCORERS), "primary_scorer": PRIMARY}
+                        "classifier_scorers": list(CLASSIFIER_SCORERS), "primary_scorer": PRIMARY,
+                        "holdout": args.holdout,
+                        "fusion": {"parts": FUSION_PARTS, "combinations": [list(c) for c in FUSIONS],
+                                   "transform": FUSION_TRANSFORM, "how": list(FUSION_COMBINATIONS),
+                                   "statistics": "per ID, the held-out normal training clips of the same seed"}}
+    this = {"git": record.get("git"), "command": cmd, "holdout": args.holdout}
+    record["rows"] = {m: this for m in (*args.methods, *(["fusion"] if not fused.empty else []))}
+    if kept is not None:
+        record["rows"] |= kept["rows"]
+        record["runs_kept"] = kept["seconds"].round(2).to_dict(orient="records")
+    record["cached_runs"] = sorted(f"{r['method']} seed {r['seed']}" for r in results if r.get("cached"))
+    record["missing_runs"] = missing  # asked for, not in the cache, not trained (--cached-only)
     record |= {"caption": cap, "data": {"path": display_path(data_path), **describe(data)}, "command": cmd,
                "wall_s": round(wall, 1), "runs": seconds.round(2).to_dict(orient="records"),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     atomic_write_text(out / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")
     if not args.no_progress:
-        print(table_markdown(table, cap, args.seeds, tuning_note(data)))
+        print(table_markdown(table, cap, args.seeds, note))
         print(f"wall time {wall:.0f} s; outputs in {out}")
     return {"tidy": tidy, "table": table, "out": out, "wall_s": wall}
 

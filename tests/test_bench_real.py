@@ -54,12 +54,15 @@ def fake_npz(path: Path, ids=(1, 2), n_train=6, n_test=3, frames=70, mels=32, se
     return path
 
 
+N_FUSED = len(bench.FUSIONS) * len(bench.FUSION_COMBINATIONS)  # fusion rows per seed, ID and metric
+
+
 def check_outputs(out: Path, n_ids: int, methods=bench.METHODS) -> pd.DataFrame:
     tidy = pd.read_csv(out / "tidy.csv", dtype={"machine_id": str})
     assert list(tidy.columns) == bench.TIDY_COLUMNS
-    n_scorers = sum(len(bench.CLASSIFIER_SCORERS) if m in ("study", "improved") else 1 for m in methods)
+    n_scorers = sum(len(bench.CLASSIFIER_SCORERS) if m in ("study", "improved") else 1 for m in methods) + N_FUSED
     assert len(tidy) == n_scorers * n_ids * 2  # one row per method, scorer, seed (1), ID, metric
-    assert set(tidy["method"]) == set(methods) and tidy["value"].between(0, 1).all()
+    assert set(tidy["method"]) == set(methods) | {"fusion"} and tidy["value"].between(0, 1).all()
     # softmax and -log p rank the clips of an ID alike
     sm = tidy[(tidy.method == "improved") & (tidy.scorer == "softmax")]["value"].to_numpy()
     nl = tidy[(tidy.method == "improved") & (tidy.scorer == "neglogp")]["value"].to_numpy()
@@ -77,21 +80,34 @@ def check_outputs(out: Path, n_ids: int, methods=bench.METHODS) -> pd.DataFrame:
     assert prov["config"]["methods"]["study"]["sampling"] == "shuffle"
     scores = pd.read_csv(out / "scores.csv")
     assert scores["score"].notna().all()
+    # fusion is computed from the test clips only, standardised on the held-out training clips
+    fused = scores[scores["method"] == "fusion"]
+    assert set(fused["part"]) == {"test"} and set(scores.loc[scores["method"] != "fusion", "part"]) == {"heldout", "test"}
+    assert prov["config"]["holdout"] == bench.HOLDOUT and "fusion" in prov["rows"]
     return tidy
 
 
 def test_bench_real_on_a_synthetic_file(tmp_path):
-    npz = fake_npz(tmp_path / "fake.npz")
+    npz = fake_npz(tmp_path / "fake.npz", n_train=8)  # 20 % held out: 2 clips per ID
     out = tmp_path / "out"
-    assert bench.main(["--data", str(npz), "--out", str(out), "--tiny", "--seeds", "1", "--jobs", "1",
-                       "--no-progress"]) == 0
+    args = ["--data", str(npz), "--out", str(out), "--tiny", "--seeds", "1", "--jobs", "1", "--no-progress",
+            "--cache", str(tmp_path / "cache")]
+    assert bench.main(args) == 0
     tidy = check_outputs(out, n_ids=2)
     assert set(tidy["machine_id"]) == {"01", "02"}
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["data"]["n_train"] == 12 and prov["data"]["n_test"] == 12  # --tiny keeps 8 per group: all here
-    assert "12 train clips, 12 test clips" in prov["caption"]
+    assert prov["data"]["n_train"] == 16 and prov["data"]["n_test"] == 12  # --tiny keeps 8 per group: all here
+    assert "16 train clips, 12 test clips" in prov["caption"]
     assert prov["data"]["path"] == "fake.npz" and "--data fake.npz" in prov["command"]
     assert prov["config"]["epochs"] == {"study": 1, "improved": 5, "autoencoder": 4, "wavenet": 1}
+    assert prov["cached_runs"] == []
+    # a second run finds every run in the cache (nothing retrained) and writes the same table;
+    # with --keep-other-methods the rows of the methods not run now are kept, with their revision
+    before = pd.read_csv(out / "tidy.csv", dtype={"machine_id": str})
+    assert bench.main(args + ["--methods", "improved,autoencoder,wavenet", "--keep-other-methods", "--cached-only"]) == 0
+    prov = json.loads((out / "provenance.json").read_text())
+    assert len(prov["cached_runs"]) == 3 and set(prov["rows"]) == {*bench.METHODS, "fusion"} and prov["missing_runs"] == []
+    pd.testing.assert_frame_equal(pd.read_csv(out / "tidy.csv", dtype={"machine_id": str}), before)
 
 
 def test_bench_real_names_an_absent_or_malformed_file(tmp_path, capsys):
@@ -115,7 +131,7 @@ def test_bench_real_names_an_absent_or_malformed_file(tmp_path, capsys):
 def test_bench_real_on_the_real_toycar_file(tmp_path):
     out = tmp_path / "out"
     assert bench.main(["--out", str(out), "--tiny", "--seeds", "1", "--jobs", "1", "--no-progress",
-                       "--methods", "study,improved,autoencoder,wavenet"]) == 0
+                       "--methods", "study,improved,autoencoder,wavenet", "--no-cache"]) == 0
     tidy = check_outputs(out, n_ids=4)
     assert set(tidy["machine_id"]) == {"01", "02", "03", "04"}
     prov = json.loads((out / "provenance.json").read_text())
@@ -133,6 +149,7 @@ def test_the_tuning_set_figure_is_labelled_and_the_held_back_one_quoted():
     out = bench.ROOT / "results" / "real_toycar"
     prov = json.loads((out / "provenance.json").read_text())
     first = (out / "table.md").read_text().splitlines()[0]
-    assert first == bench.table_caption(prov["caption"], len(prov["config"]["seeds"]), bench.tuning_note(prov["data"]))
+    base = bench.table_caption(prov["caption"], len(prov["config"]["seeds"]))  # then the run's notes
+    assert first.startswith(base) and bench.tuning_note(prov["data"]).strip() in first
     readme = (bench.ROOT / "README.md").read_text()
     assert "tuning-set figure" in readme and "**86.9 ± 2.7**" in readme

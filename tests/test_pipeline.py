@@ -160,6 +160,9 @@ def test_whole_sequence_at_ci_size(ci_study):
     assert len(means) == len(EXPERIMENTS) and means["Dev AUC"].between(0, 100).all()
     sel = pd.read_csv(res / "tables" / "09_selection.csv", index_col=0)
     assert {"Dev AUC study rule", "Dev AUC label-free", "Dev AUC optimism"} <= set(sel.columns)
+    fusion = pd.read_csv(res / "tables" / "08_fusion.csv", index_col=0)  # asdlib's fusion beside its parts
+    assert set(fusion["method"]) == {"classifier", "autoencoder", "wavenet", "fusion"}
+    assert fusion["mean AUC"].between(0, 100).all()
     claims = pd.read_csv(res / "tables" / "09_claims.csv", index_col=0)
     assert len(claims) == 7 and claims["AUC verdict"].isin(VERDICTS).all()
     later = pd.read_csv(res / "tables" / "10_official_dcase2023.csv", index_col=0)

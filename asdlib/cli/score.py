@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "settings, score them (default: 1 - softmax probability of the given ID, the study's score) and write the "
         "DCASE anomaly-score and decision CSVs. Decisions use the per-ID threshold calibrated by `asdlib train`.",
     )
-    p.add_argument("--model", required=True, help="checkpoint (.pt) written by `asdlib train`")
+    p.add_argument("--model", required=True, action="append",
+                   help="checkpoint (.pt) written by `asdlib train`; give --model several times to fuse their "
+                   "standardised scores (classifier or reconstruction checkpoints; see --fusion)")
     p.add_argument("--input", required=True, nargs="+", help="a folder of .wav files, or .wav files")
     p.add_argument("--type", required=True, dest="machine_type", help="machine type, e.g. fan")
     p.add_argument("--id", required=True, dest="machine_id", help="machine ID, two digits, e.g. 00")
@@ -46,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "training data's; a warning says so)")
     p.add_argument("--channel", default=None, metavar="K|mean",
                    help="channel of multichannel clips to score (an index, or 'mean'); default: mono clips only")
+    p.add_argument("--fusion", default="mean", choices=("mean", "max"),
+                   help="with several --model: combine their scores, each standardised with the statistics of "
+                   "held-out normal clips stored beside it (<stem>.<score>.fusion.json), by this (default: mean)")
+    p.add_argument("--fit-fusion", action="store_true",
+                   help="write those statistics instead of scoring: the --input clips must be normal clips of "
+                   "--type/--id that no model trained on")
+    p.add_argument("--fusion-transform", default="zlog", choices=("zlog", "z", "rank"),
+                   help="with --fit-fusion: z-score of the log score (default), of the score, or rank")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] (default: auto)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace score and decision CSVs already in --out (default: stop with an error naming them)")
@@ -231,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import AsdlibError
     from ..core.utils import resolve_device
 
+    if len(args.model) > 1 or args.fit_fusion:
+        from .score_fusion import run_fusion
+
+        return run_fusion(args, collect_wavs(args.input))
+    args.model = args.model[0]
     progress = not args.no_progress
     device = resolve_device(args.device)
     clf = Classifier.load(args.model, device)
