@@ -578,7 +578,7 @@ def run(args: argparse.Namespace) -> dict:
     table.round(2).to_csv(out / "table.csv", index=False)
     note = tuning_note(data)
     if args.holdout > 0:
-        note = (f" {', '.join(args.methods)}: trained on each ID's training clips less {args.holdout:.0%} held out "
+        note += (f" {', '.join(args.methods)}: trained on each ID's training clips less {args.holdout:.0%} held out "
                 "(the classifier's validation clips); fusion standardises each part's score per ID on those "
                 "held-out clips (z-score of the log score) and takes the mean (or max) over the parts.")
     if kept is not None:
