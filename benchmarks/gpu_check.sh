@@ -31,7 +31,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     && export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
-if ! "$py" -c "import torch" 2>/dev/null; then
+# one interpreter start both probes torch and names the versions (importing torch takes seconds)
+if ! versions="$("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)' 2>/dev/null)"; then
   echo "gpu-check: $py cannot import torch. Run it with a Python that has PyTorch (the project's .venv after" \
        "'make venv', or set PYTHON=/path/to/python)." >&2
   exit 3
@@ -40,7 +41,7 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"  # deterministic cuBLAS for the resume check
 limit="${GPU_CHECK_TIMEOUT:-480}"
-echo "gpu-check: $py ($("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')), output in $out_dir, at most $limit s"
+echo "gpu-check: $py ($versions), output in $out_dir, at most $limit s"
 set -o pipefail
 timeout --kill-after=10 "$limit" "$py" benchmarks/gpu_check.py --out "$out_dir" --budget "$((limit - 20))" "$@" 2>&1 \
   | tee "$out_dir/gpu_check.log"

@@ -24,10 +24,12 @@
 The session starts by measuring the machine (:mod:`asdlib.study.speed`, about 5 s): the
 figure is printed in the header and the summary, kept in ``.pytest_cache`` (key
 ``asdlib/machine_speed``) and reused by every study run in the session (``timings.csv``), so
-that the durations are read beside the speed of the machine that took them.
+that the durations are read beside the speed of the machine that took them. A session started
+with ``ASDLIB_NO_SPEED`` set (the GPU check's nested ``pytest -m gpu``) skips the measurement.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +46,9 @@ def _speed_line(config) -> str | None:
 
 
 def pytest_sessionstart(session) -> None:
+    if os.environ.get("ASDLIB_NO_SPEED"):  # a session started by a test or a check (gpu_check.py): not measured
+        session.config._asdlib_speed = "ASDLIB_NO_SPEED is set"
+        return
     try:
         from asdlib.study.speed import machine_speed
 

@@ -20,17 +20,21 @@ from asdlib.study.profiles import PROFILES
 
 NOTEBOOKS = ("03_individual_vs_integrated", "05_transfer_learning", "08_reconstruction")
 EXPERIMENTS = ("individual", "integrated", "transfer", "autoencoder", "wavenet")
+# The smallest run that still trains every model: one epoch each, tiny widths, short clips (what is
+# compared is that parallel and serial give the same numbers, not the numbers themselves).
 TINY = PROFILES["ci"].__class__(
     name="tiny", synth="ci",
-    classifier=PROFILES["ci"].classifier | {"epochs": 2, "schedule.T_0": 2, "schedule.T_up": 1},
-    finetune=PROFILES["ci"].finetune, autoencoder={"epochs": 1}, wavenet={"epochs": 1},
-    wavenet_model=PROFILES["ci"].wavenet_model, n_bootstrap=10, n_seeds=1)
+    classifier=PROFILES["ci"].classifier | {"epochs": 1, "eval_every": 1, "embedding_dim": 16, "schedule.T_0": 1,
+                                            "schedule.T_up": 0},
+    finetune=PROFILES["ci"].finetune | {"epochs": 1, "eval_every": 1, "schedule.T_0": 1},
+    autoencoder={"epochs": 1}, wavenet={"epochs": 1},
+    wavenet_model={"residual_channels": 8, "skip_channels": 8, "dilations": (1, 2)}, n_bootstrap=10, n_seeds=1)
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny") / "data"
-    generate_dataset(root, SynthProfile("tiny", clip_seconds=1.0, n_train=6, n_test_normal=2, n_test_anomaly=2),
+    generate_dataset(root, SynthProfile("tiny", clip_seconds=0.5, n_train=4, n_test_normal=2, n_test_anomaly=2),
                      progress=False)
     return root
 

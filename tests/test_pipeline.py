@@ -207,6 +207,7 @@ def test_subset_profile_runs_the_notebooks_on_a_locally_served_subset(tmp_path):
 
     from asdlib.data.subset import SubsetProfile, fetch_subset
 
+    # 4 training clips per ID: the fewest that notebook 07 fits its scorers on (the GMM needs 4 per ID)
     fake = build_fake_zenodo(n_train=4, n_test=2, n_eval_test=2, real=real_data_available(), seconds=1.5)
     root = tmp_path / "subset"
     with FakeZenodo(fake) as server:
