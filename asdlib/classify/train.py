@@ -2,7 +2,9 @@
 
 One :class:`TrainConfig` holds every setting and is saved in each checkpoint. :func:`fit`
 trains on an in-memory (or memory-mapped) feature array and writes, under ``out_dir``:
-``last.pt`` every epoch, ``best_<criterion>.pt``, ``history.csv`` and ``summary.json``.
+``last.pt`` every epoch, ``best_<criterion>.pt`` (with ``best_<criterion>.outputs.npz``, the eval sets'
+outputs of those weights, when an eval epoch wrote it: the final scoring reuses them), ``history.csv``
+and ``summary.json``.
 
 Why the loop looks the way it does:
 - All randomness of the loop comes from two seeded ``torch.Generator`` objects (shuffling
