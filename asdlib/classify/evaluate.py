@@ -6,18 +6,27 @@ per ID, then :func:`~asdlib.report.metrics.type_means` and the 'Mean' row of
 IDs with a single class are dropped when an :class:`EvalSet` is built, explicitly and with
 a warning (``SINGLE_CLASS_POLICY`` in :mod:`asdlib.report.metrics`); the evaluator itself
 would refuse them.
+
+The training loop keeps each eval set's outputs (logits, embeddings) beside every best checkpoint
+an eval epoch wrote (``best_<criterion>.outputs.npz``, :func:`save_eval_outputs`), so the study's
+final scoring of the same weights on the same clips reads them instead of running the model again
+(:func:`load_eval_outputs`; equality checked in ``tests/test_eval_outputs.py``).
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..core.utils import atomic_write
 from ..report.metrics import MEAN_ROW, evaluate, overall_means, single_class_ids, type_means
-from .inference import Classifier, embed, score_outputs
+from .inference import Classifier, Outputs, embed, score_outputs
 from .scorers import Scorer
 
 
@@ -84,10 +93,13 @@ def evaluate_set(
     fit_classes: np.ndarray | None = None,
     amp: bool = False,
     name: str = "eval",
+    outputs: Outputs | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Score an :class:`EvalSet` (the scorer fitted on ``fit_emb`` if it needs fitting);
-    ``(per-ID rows, {'auc', 'pauc'})``."""
-    out = embed(classifier, eval_set.features, amp=amp)
+    ``(per-ID rows, {'auc', 'pauc'})``. ``outputs``: the classifier's outputs on the set's
+    clips where the caller has them already (the training loop keeps them, see
+    :func:`asdlib.classify.train.evaluate_epoch`)."""
+    out = embed(classifier, eval_set.features, amp=amp) if outputs is None else outputs
     scores = score_outputs(scorer, out, eval_set.meta["class"].to_numpy(), fit_emb, fit_classes)
     per_id = eval_set.per_id(scores, name)
     return per_id, summarise(per_id)
@@ -122,3 +134,47 @@ def update_best(best: dict, row: dict, select: tuple[str, ...], dev_name: str | 
                           "metrics": {k: x for k, x in row.items() if k not in ("time_s", "eval_s")}}
             improved.append(crit)
     return improved
+
+
+# ---------------------------------------------------------------- outputs kept beside a checkpoint
+
+def eval_outputs_path(checkpoint: str | os.PathLike) -> Path:
+    """Where a checkpoint's eval-set outputs are kept: ``best_x.pt`` -> ``best_x.outputs.npz``."""
+    return Path(checkpoint).with_suffix(".outputs.npz")
+
+
+def clip_fingerprint(meta: pd.DataFrame) -> str:
+    """A digest of which clips, in which order, a meta table lists (``relpath`` where the table has
+    it, else type, ID, file and label), so kept outputs are only ever reused for the same clips."""
+    cols = ["relpath"] if "relpath" in meta.columns else [c for c in ("machine_type", "machine_id", "file", "label")
+                                                          if c in meta.columns]
+    text = "\n".join("/".join(map(str, r)) for r in meta[cols].itertuples(index=False, name=None))
+    return hashlib.sha256(f"{len(meta)}|{','.join(cols)}|{text}".encode()).hexdigest()
+
+
+def save_eval_outputs(path: str | os.PathLike, epoch: int, outputs: dict[str, Outputs],
+                      eval_sets: dict[str, EvalSet]) -> None:
+    """Write (atomically) the float32 outputs of each eval set at ``epoch``, with their clips' fingerprints."""
+    arrays = {"epoch": np.int64(epoch)}
+    for name, out in outputs.items():
+        arrays[f"{name}__logits"], arrays[f"{name}__emb"] = out.logits, out.emb
+        arrays[f"{name}__clips"] = np.array(clip_fingerprint(eval_sets[name].meta))
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_eval_outputs(checkpoint: str | os.PathLike, epoch: int, name: str, meta: pd.DataFrame) -> Outputs | None:
+    """The outputs kept beside ``checkpoint`` on eval set ``name`` when they are those of the same
+    weights (``epoch``, the checkpoint's) on the same clips (``meta``'s, in order); else None."""
+    path = eval_outputs_path(checkpoint)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if (int(z["epoch"]) != int(epoch) or f"{name}__clips" not in z
+                    or str(z[f"{name}__clips"]) != clip_fingerprint(meta)):
+                return None
+            return Outputs(z[f"{name}__logits"], z[f"{name}__emb"])
+    except (OSError, ValueError, KeyError) as e:  # unreadable: recompute rather than fail
+        warnings.warn(f"{path}: kept outputs unreadable ({e}); recomputing them", stacklevel=2)
+        return None

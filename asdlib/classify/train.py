@@ -2,7 +2,9 @@
 
 One :class:`TrainConfig` holds every setting and is saved in each checkpoint. :func:`fit`
 trains on an in-memory (or memory-mapped) feature array and writes, under ``out_dir``:
-``last.pt`` every epoch, ``best_<criterion>.pt``, ``history.csv`` and ``summary.json``.
+``last.pt`` every epoch, ``best_<criterion>.pt`` (with ``best_<criterion>.outputs.npz``, the eval sets'
+outputs of those weights, when an eval epoch wrote it: the final scoring reuses them), ``history.csv``
+and ``summary.json``.
 
 Why the loop looks the way it does:
 - All randomness of the loop comes from two seeded ``torch.Generator`` objects (shuffling
@@ -62,8 +64,8 @@ from . import distributed
 from .augment import mixup_params
 from .checkpoint import load_checkpoint, normalise_class_names, rng_state, save_checkpoint, set_rng_state
 from .config import EXECUTION_SETTINGS, TrainConfig, build_model
-from .evaluate import EvalSet, evaluate_set, held_out_loss, update_best
-from .inference import Classifier, embed
+from .evaluate import EvalSet, eval_outputs_path, evaluate_set, held_out_loss, save_eval_outputs, update_best
+from .inference import Classifier, Outputs, embed
 from .losses import build_loss
 from .schedule import WarmupCosineRestarts
 from .scorers import Scorer, make_scorer
@@ -216,6 +218,7 @@ class TrainRun:
     net: nn.Module | None = None  # what the steps call: the model, DDP-wrapped and/or compiled (None: model)
     dist: distributed.Dist = field(default_factory=distributed.Dist)
     eval_sets: dict[str, EvalSet] | None = None  # rank 0's eval sets, features on the device (fit)
+    eval_outputs: dict[str, Outputs] = field(default_factory=dict)  # this epoch's outputs on the eval sets
     history: list[dict] = field(default_factory=list)
     best: dict[str, dict] = field(default_factory=dict)
     epoch: int = 0  # last completed epoch
@@ -374,6 +377,7 @@ def evaluate_epoch(run: TrainRun, row: dict, eval_sets: dict[str, EvalSet] | Non
     already on the device; ``row['eval_s']`` is the time it took."""
     t0 = time.perf_counter()
     clf, epoch = run.classifier, row["epoch"]
+    run.eval_outputs = {}
     if len(run.val_idx):
         vi = torch.as_tensor(run.val_idx, device=run.x_all.device)
         row["val_loss"] = held_out_loss(clf, run.x_all[vi], run.y_all[vi], run.loss_fn, amp=run.use_amp)
@@ -382,7 +386,9 @@ def evaluate_epoch(run: TrainRun, row: dict, eval_sets: dict[str, EvalSet] | Non
         if run.scorer.needs_fit:  # embedding scorers learn from the normal training clips only
             fit_emb, fit_classes = embed(clf, run.x_all[run.train_t], amp=run.use_amp).emb, run.labels[run.train_idx]
         for name, es in eval_sets.items():
-            _, summ = evaluate_set(clf, es, run.scorer, fit_emb, fit_classes, amp=run.use_amp, name=name)
+            run.eval_outputs[name] = embed(clf, es.features, amp=run.use_amp)  # kept for save_epoch
+            _, summ = evaluate_set(clf, es, run.scorer, fit_emb, fit_classes, amp=run.use_amp, name=name,
+                                   outputs=run.eval_outputs[name])
             row[f"{name}_auc"], row[f"{name}_pauc"] = summ["auc"], summ["pauc"]
     row["eval_s"] = time.perf_counter() - t0
 
@@ -403,9 +409,21 @@ def save_epoch(run: TrainRun, row: dict, dev_name: str | None) -> None:
     state = _snapshot(run, row["epoch"])
     for crit in improved:
         run.best[crit]["path"] = str(run.out_dir / f"best_{crit}.pt")
+        keep_eval_outputs(run, run.best[crit]["path"], row["epoch"])
         save_checkpoint(run.best[crit]["path"], {**state, "best": run.best})
     save_checkpoint(run.last_path, {**state, "best": run.best})
     atomic_write_text(run.out_dir / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
+
+
+def keep_eval_outputs(run: TrainRun, checkpoint: str, epoch: int) -> None:
+    """Keep this epoch's eval-set outputs beside ``checkpoint`` (same weights) for the final scoring
+    to reuse; where the epoch has none (not an eval epoch) or they ran in bf16 (not what scoring a
+    saved checkpoint does), remove an older epoch's file instead. Written before the checkpoint."""
+    path = eval_outputs_path(checkpoint)
+    if run.eval_outputs and not run.use_amp and run.eval_sets:
+        save_eval_outputs(path, epoch, run.eval_outputs, run.eval_sets)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def finish_run(run: TrainRun, write: bool = True) -> TrainResult:

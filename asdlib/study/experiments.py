@@ -188,22 +188,46 @@ class Embedded:
 
 def embed(study, checkpoint: str | Path, types: Sequence[str] = MACHINE_TYPES, with_train: bool = True) -> Embedded:
     """Run a checkpoint over all test clips of ``types`` and (for scorers that fit on
-    embeddings, ``with_train``) over their normal training clips."""
+    embeddings, ``with_train``) over their normal training clips.
+
+    The test clips go in two blocks: the labelled dev test clips (exactly the training loop's
+    ``dev`` eval set, batched as it batched them) and the rest. So the outputs the training
+    loop kept beside the checkpoint for the same weights (:func:`asdlib.classify.evaluate.
+    load_eval_outputs`) are reused for the first block, bit for bit what running the model
+    again gives (``tests/test_eval_outputs.py``)."""
     from ..classify import inference
+    from ..classify.evaluate import load_eval_outputs
 
     clf = inference.Classifier.load(checkpoint, study.device)
     names = clf.class_names
     index, feats = study.features.index, study.features.features
-    train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
-    out = {}
-    for split, idx in (("train", train_rows), ("test", rows(index, types, "test"))):
-        m = index.iloc[idx].reset_index(drop=True)
-        m = m.assign(**{"class": clip_classes(m, names)})
+
+    def outputs(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(idx):
-            logits, emb = inference.embed(clf, take(feats, idx))
-        else:
-            logits, emb = np.empty((0, len(names)), np.float32), np.empty((0, clf.model.num_features), np.float32)
-        out[split] = (m, logits, emb)
+            return inference.embed(clf, take(feats, idx))
+        return np.empty((0, len(names)), np.float32), np.empty((0, clf.model.num_features), np.float32)
+
+    out = {}
+    train_rows = rows(index, types, "train") if with_train else np.empty(0, dtype=np.int64)
+    m = index.iloc[train_rows].reset_index(drop=True)
+    out["train"] = (m.assign(**{"class": clip_classes(m, names)}), *outputs(train_rows))
+
+    test_rows = rows(index, types, "test")
+    m = index.iloc[test_rows].reset_index(drop=True)
+    m = m.assign(**{"class": clip_classes(m, names)})
+    dev_rows = rows(index, types, "test", "dev", labelled=True)  # _dev_eval_set's clips, in its order
+    rest_rows = np.setdiff1d(test_rows, dev_rows, assume_unique=True)
+    kept = None
+    if len(dev_rows) and "epoch" in clf.meta:
+        kept = load_eval_outputs(checkpoint, int(clf.meta["epoch"]), "dev", index.iloc[dev_rows].reset_index(drop=True))
+    dev_out = tuple(kept) if kept is not None else outputs(dev_rows)
+    rest_out = outputs(rest_rows)
+    pos = np.searchsorted(test_rows, np.concatenate([dev_rows, rest_rows]))  # block rows -> test order
+    logits = np.empty((len(test_rows), dev_out[0].shape[1]), np.float32)
+    emb = np.empty((len(test_rows), dev_out[1].shape[1]), np.float32)
+    logits[pos] = np.concatenate([dev_out[0], rest_out[0]])
+    emb[pos] = np.concatenate([dev_out[1], rest_out[1]])
+    out["test"] = (m, logits, emb)
     return Embedded(*out["train"], *out["test"], class_names=names)
 
 
