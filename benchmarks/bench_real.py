@@ -604,7 +604,8 @@ def run(args: argparse.Namespace) -> dict:
     this = {"git": record.get("git"), "command": cmd, "holdout": args.holdout}
     record["rows"] = {m: this for m in (*args.methods, *(["fusion"] if not fused.empty else []))}
     if kept is not None:
-        record["rows"] |= kept["rows"]
+        record["rows"] |= {m: {**r, "command": scrub_paths(r["command"], [data_path, out])} if r.get("command") else r
+                           for m, r in kept["rows"].items()}  # an earlier run may have written absolute paths
         record["runs_kept"] = kept["seconds"].round(2).to_dict(orient="records")
     record["cached_runs"] = sorted(f"{r['method']} seed {r['seed']}" for r in results if r.get("cached"))
     record["missing_runs"] = missing  # asked for, not in the cache, not trained (--cached-only)
