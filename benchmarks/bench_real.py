@@ -592,7 +592,7 @@ def run(args: argparse.Namespace) -> dict:
     for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
         configs.setdefault(r["method"], r["config"])
     cmd = " ".join(["benchmarks/bench_real.py", *(sys.argv[1:] if args.argv is None else args.argv)])
-    cmd = scrub_paths(cmd, [data_path, out])  # no absolute path of this machine in results/
+    cmd = scrub_paths(cmd, [data_path, out, Path(args.cache)])  # no absolute path of this machine in results/
     record["config"] = {"methods": configs, "seeds": list(range(args.seeds)),
                         "epochs": {m: scaled_epochs(m, args.epochs_scale) for m in args.methods},
                         "epochs_scale": args.epochs_scale, "max_clips": args.max_clips, "jobs": jobs,

@@ -90,7 +90,7 @@ def run_fusion(args: argparse.Namespace, files: list) -> int:
     from ..core.utils import resolve_device
     from ..report.dcase_io import anomaly_score_filename, write_anomaly_scores
     from ..report.fusion import Standardiser, combine, machine_key
-    from .score import other_id_files, wav_features
+    from .score_inputs import other_id_files, wav_features
 
     others = other_id_files(files, args.machine_type, args.machine_id)
     if others and not args.allow_other_ids:

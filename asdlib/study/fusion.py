@@ -49,7 +49,12 @@ def fusion_type(study, machine_type: str, holdout: float = 0.2, seed: int | None
     names = class_names([machine_type])
     names = [n for n in names if n.split("/")[1] in set(index.iloc[tr]["machine_id"])]
     cls_tr = clip_classes(index.iloc[tr], names)
-    p_fit, p_held = split_validation(cls_tr, holdout, seed)
+    # the standardisation needs at least 2 held-out clips per ID: tiny profiles hold out more than ``holdout``
+    fewest = int(np.bincount(cls_tr)[np.unique(cls_tr)].min())
+    if fewest < 3:
+        raise ValueError(f"{machine_type}: an ID has {fewest} dev training clip(s); fusion needs at least 3 "
+                         "(2 held out for its statistics, 1 to train on)")
+    p_fit, p_held = split_validation(cls_tr, max(holdout, 2 / fewest), seed)
     fit_rows, held = tr[p_fit], tr[p_held]
     scored = np.concatenate([held, te])
     meta = index.iloc[scored][_COLUMNS].reset_index(drop=True).assign(
