@@ -166,19 +166,32 @@ def plan(profile: SynthProfile, seed: int, types: Sequence[str]) -> tuple[list[C
 
 def write_clips(root: Path, jobs: Sequence[ClipJob], profile: SynthProfile, seed: int, severity: float) -> int:
     """Render and write ``jobs`` under ``root`` as 16-bit PCM WAV; returns how many were written."""
-    import soundfile as sf
-
     for job in jobs:
         x = render_clip(job.machine_type, job.machine_id, job.label == "anomaly", profile.n_samples(job.machine_type),
                         clip_rng(seed, job), severity, profile.sample_rate)
-        path = root / job.relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Encoded in memory, then written: libsndfile syncs a file it closes to disk (fsync), which cost
-        # 15-20 % of the smoke dataset's time; the folder is renamed into place only when complete anyway.
-        buf = io.BytesIO()
-        sf.write(buf, np.round(x * 32767).astype(np.int16), profile.sample_rate, subtype="PCM_16", format="WAV")
-        path.write_bytes(buf.getvalue())
+        write_wav(root / job.relpath, x, profile.sample_rate)
     return len(jobs)
+
+
+def write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
+    """``x`` (float in [-1, 1]) as a 16-bit PCM WAV. Encoded in memory, then written: libsndfile syncs a
+    file it closes to disk (fsync), which cost 15-20 % of the smoke dataset's time; the dataset's folder
+    is renamed into place only when complete anyway (:func:`swap_into_place`)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    sf.write(buf, np.round(x * 32767).astype(np.int16), sample_rate, subtype="PCM_16", format="WAV")
+    path.write_bytes(buf.getvalue())
+
+
+def swap_into_place(tmp: Path, root: Path) -> None:
+    """Replace ``root`` by the finished folder ``tmp`` (a rename each; the old folder removed last)."""
+    trash = root.parent / f".{root.name}.synth-{os.getpid()}.old"
+    if root.exists():
+        os.replace(root, trash)
+    os.replace(tmp, root)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _request(profile: SynthProfile, seed: int, severity: float, types: Sequence[str]) -> dict:
@@ -262,11 +275,7 @@ def generate_dataset(root: str | os.PathLike, profile: str | SynthProfile = "smo
                         clip_samples={t: profile.n_samples(t) for t in types}, counts=counts, files=len(jobs))
         atomic_write_text(tmp / NOTE_FILE, _note(request))
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks completion
-        trash = root.parent / f".{root.name}.synth-{os.getpid()}.old"
-        if root.exists():
-            os.replace(root, trash)
-        os.replace(tmp, root)
-        shutil.rmtree(trash, ignore_errors=True)
+        swap_into_place(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -40,7 +40,7 @@ from ..core.errors import AsdlibError, ConfigError
 from ..core.machines import MACHINE_TYPES, SAMPLE_RATE
 from ..core.utils import atomic_write_text
 from .editions import DATASET_DIRS, DOMAINS, Edition, clip_folder, clip_name, get_edition
-from .synth import MANIFEST_FILE, NOTE_FILE, read_manifest, render_clip
+from .synth import MANIFEST_FILE, NOTE_FILE, read_manifest, render_clip, swap_into_place, write_wav
 
 SYNTH_EDITION_VERSION = 1
 GROUND_TRUTH_DIR = "ground_truth"
@@ -244,7 +244,6 @@ def generate_edition(root: str | os.PathLike, edition: int | str = 2023, profile
         if any(root.iterdir()) and not overwrite:
             raise AsdlibError(f"{root} is not empty and holds no synthetic dataset made with these settings; "
                               "choose another folder or pass overwrite=True (--overwrite)")
-    import soundfile as sf
     from tqdm.auto import tqdm
 
     tmp = root.parent / f".{root.name}.synth-{os.getpid()}.tmp"
@@ -253,19 +252,13 @@ def generate_edition(root: str | os.PathLike, edition: int | str = 2023, profile
     try:
         for job in tqdm(jobs, desc=f"synth {ed.year}", unit="clip", disable=not progress):
             x = render_edition_clip(ed, profile, job, seed, severity)
-            path = tmp / job.relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, np.round(x * 32767).astype(np.int16), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+            write_wav(tmp / job.relpath, x, SAMPLE_RATE)
         _write_tables(tmp, jobs)
         manifest = dict(request, asdlib_version=__version__, sample_rate=SAMPLE_RATE, files=len(jobs),
                         ground_truth=GROUND_TRUTH_DIR, synthetic=True)
         atomic_write_text(tmp / NOTE_FILE, _note(request))
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks completion
-        trash = root.parent / f".{root.name}.synth-{os.getpid()}.old"
-        if root.exists():
-            os.replace(root, trash)
-        os.replace(tmp, root)
-        shutil.rmtree(trash, ignore_errors=True)
+        swap_into_place(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
