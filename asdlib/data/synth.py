@@ -185,6 +185,30 @@ def write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def already_made(root: Path, request: dict, overwrite: bool) -> bool:
+    """True when ``root`` holds a finished dataset made with ``request``'s settings; an error when it holds
+    anything else and ``overwrite`` is off."""
+    if not root.exists():
+        return False
+    if not root.is_dir():
+        raise AsdlibError(f"{root} exists and is not a folder")
+    old = read_manifest(root) if (root / MANIFEST_FILE).is_file() else None
+    if old is not None and {k: old.get(k) for k in request} == request:
+        return True
+    if any(root.iterdir()) and not overwrite:
+        raise AsdlibError(f"{root} is not empty and holds no synthetic dataset made with these settings; "
+                          "choose another folder or pass overwrite=True (--overwrite)")
+    return False
+
+
+def start_folder(root: Path) -> Path:
+    """An empty temporary folder beside ``root``, renamed into place by :func:`swap_into_place` when complete."""
+    tmp = root.parent / f".{root.name}.synth-{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def swap_into_place(tmp: Path, root: Path) -> None:
     """Replace ``root`` by the finished folder ``tmp`` (a rename each; the old folder removed last)."""
     trash = root.parent / f".{root.name}.synth-{os.getpid()}.old"
@@ -247,19 +271,10 @@ def generate_dataset(root: str | os.PathLike, profile: str | SynthProfile = "smo
         raise ConfigError(f"severity must be >= 0, got {severity}")
     root = Path(root).expanduser().resolve()
     request = _request(profile, seed, severity, types)
-    if root.exists():
-        if not root.is_dir():
-            raise AsdlibError(f"{root} exists and is not a folder")
-        old = read_manifest(root) if (root / MANIFEST_FILE).is_file() else None
-        if old is not None and {k: old.get(k) for k in request} == request:
-            return root
-        if any(root.iterdir()) and not overwrite:
-            raise AsdlibError(f"{root} is not empty and holds no synthetic dataset made with these settings; "
-                              "choose another folder or pass overwrite=True (--overwrite)")
+    if already_made(root, request, overwrite):
+        return root
     jobs, truth = plan(profile, seed, types)
-    tmp = root.parent / f".{root.name}.synth-{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = start_folder(root)
     try:
         _run_jobs(tmp, jobs, profile, seed, severity, progress, workers)
         lines = []

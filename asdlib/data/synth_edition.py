@@ -36,11 +36,11 @@ from typing import Iterable
 import numpy as np
 
 from .. import __version__
-from ..core.errors import AsdlibError, ConfigError
+from ..core.errors import ConfigError
 from ..core.machines import MACHINE_TYPES, SAMPLE_RATE
 from ..core.utils import atomic_write_text
 from .editions import DATASET_DIRS, DOMAINS, Edition, clip_folder, clip_name, get_edition
-from .synth import MANIFEST_FILE, NOTE_FILE, read_manifest, render_clip, swap_into_place, write_wav
+from .synth import MANIFEST_FILE, NOTE_FILE, already_made, render_clip, start_folder, swap_into_place, write_wav
 
 SYNTH_EDITION_VERSION = 1
 GROUND_TRUTH_DIR = "ground_truth"
@@ -235,20 +235,11 @@ def generate_edition(root: str | os.PathLike, edition: int | str = 2023, profile
     request = {"generator": "asdlib.data.synth_edition", "synth_version": SYNTH_EDITION_VERSION, "edition": ed.year,
                "profile": asdict(profile), "seed": int(seed), "severity": float(severity), "machines": names}
     root = Path(root).expanduser().resolve()
-    if root.exists():
-        if not root.is_dir():
-            raise AsdlibError(f"{root} exists and is not a folder")
-        old = read_manifest(root) if (root / MANIFEST_FILE).is_file() else None
-        if old is not None and {k: old.get(k) for k in request} == request:
-            return root
-        if any(root.iterdir()) and not overwrite:
-            raise AsdlibError(f"{root} is not empty and holds no synthetic dataset made with these settings; "
-                              "choose another folder or pass overwrite=True (--overwrite)")
+    if already_made(root, request, overwrite):
+        return root
     from tqdm.auto import tqdm
 
-    tmp = root.parent / f".{root.name}.synth-{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = start_folder(root)
     try:
         for job in tqdm(jobs, desc=f"synth {ed.year}", unit="clip", disable=not progress):
             x = render_edition_clip(ed, profile, job, seed, severity)
