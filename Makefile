@@ -35,7 +35,7 @@ reproduce: $(STAMP)
 	else echo "($(MINI) not found: skipping the real-clip exploration)"; fi
 
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist loadgroup $(ARGS)
 
 # The CUDA path in one go (at most 8 minutes on one GPU): gpu tests, bench of every model, E2 at full size
 # with a resume check, peak memory, the full profile's time extrapolated; writes $(GPU_OUT)/gpu_check.json.

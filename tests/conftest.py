@@ -21,6 +21,12 @@
     by every test that reads a finished run (``.results``, ``.work``, ``.rows``, ``.cfg``).
     Treat it as read-only; a test that must change a run copies ``.results`` first.
 
+``make test`` runs the suite over the machine's cores with pytest-xdist (``-n auto --dist
+loadgroup``): every test that asks for ``ci_study`` is put in one group, so the run is made once,
+by one worker; each worker gets an equal share of the cores as torch threads (``OMP_NUM_THREADS``,
+also for the notebook kernels and processes it starts), since two processes each spinning the
+machine's every core slow each other down many times over.
+
 The session starts by measuring the machine (:mod:`asdlib.study.speed`, about 5 s): the
 figure is printed in the header and the summary, kept in ``.pytest_cache`` (key
 ``asdlib/machine_speed``) and reused by every study run in the session (``timings.csv``), so
@@ -37,6 +43,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in pytest-xdist's worker processes
+if _WORKER:
+    _SHARE = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch starts its thread pools
+        os.environ[_var] = str(_SHARE)
+
 
 def _speed_line(config) -> str | None:
     speed = getattr(config, "_asdlib_speed", None)
@@ -46,6 +58,9 @@ def _speed_line(config) -> str | None:
 
 
 def pytest_sessionstart(session) -> None:
+    if _WORKER:  # the controller measured before starting the workers (its hook runs first): reuse its figure
+        _reuse_controllers_speed(session.config)
+        return
     if os.environ.get("ASDLIB_NO_SPEED"):  # a session started by a test or a check (gpu_check.py): not measured
         session.config._asdlib_speed = "ASDLIB_NO_SPEED is set"
         return
@@ -60,6 +75,30 @@ def pytest_sessionstart(session) -> None:
     cache = getattr(session.config, "cache", None)  # None under -p no:cacheprovider
     if cache is not None:
         cache.set("asdlib/machine_speed", speed.to_dict())
+
+
+def _reuse_controllers_speed(config) -> None:
+    import torch
+
+    torch.set_num_threads(_SHARE)
+    cache = getattr(config, "cache", None)
+    figure = cache.get("asdlib/machine_speed", None) if cache is not None else None
+    if figure is None:
+        config._asdlib_speed = "measured by the controller, not found in the cache"
+        return
+    from asdlib.study import speed
+
+    result = speed.SpeedResult(**figure)
+    speed._MEASURED[:] = [result]  # every study run in this worker writes the controller's figure
+    config._asdlib_speed = result
+
+
+def pytest_itemcollected(item) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the tests that read the shared CI-size run go to one
+    worker, so that the run is made once (marked as collected: xdist reads the groups before any
+    ``pytest_collection_modifyitems`` of a conftest runs)."""
+    if "ci_study" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("ci_study"))
 
 
 def pytest_report_header(config) -> str | None:

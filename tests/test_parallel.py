@@ -94,6 +94,35 @@ def test_devices_must_match_the_notebooks_device():
         parallel.worker_devices(["gpu0"], "cuda")
 
 
+def test_auto_devices_are_one_cpu_worker_per_core_and_the_cli_default():
+    from asdlib.cli.main import build_parser
+    from asdlib.cli.reproduce import parse_devices
+
+    assert parallel.auto_devices("cpu", cores=2) == ("cpu", "cpu")
+    assert parallel.auto_devices("cpu", cores=1) == ()  # one core: the notebooks train, no pool
+    assert parallel.auto_devices("cpu", cores=64) == ("cpu",) * parallel.AUTO_MAX_WORKERS
+    assert parallel.auto_devices("cuda", cores=16) == ()  # one GPU: serial, in the notebooks
+    assert parse_devices(build_parser().parse_args(["reproduce"]).devices) == ("auto",)
+    assert parse_devices("none") == () and parse_devices("cpu, cpu") == ("cpu", "cpu")
+
+
+def test_auto_devices_resolve_in_the_pretrain_step(tmp_path, monkeypatch):
+    from asdlib.study import pipeline
+
+    seen = {}
+    monkeypatch.setattr("asdlib.study.run_config.usable_cores", lambda cap=8: 2)
+    monkeypatch.setattr("asdlib.study.context.Study.open", classmethod(lambda cls, **kw: "study"))
+    monkeypatch.setattr(parallel, "pretrain", lambda study, notebooks, devices, progress=True: seen.update(
+        devices=devices) or [])
+    cfg = pipeline.ReproduceConfig(profile="ci", device="cpu", devices=("auto",), work_dir=str(tmp_path))
+    params = dict(data_root=str(tmp_path), synthetic=True, profile="ci", device="cpu", seed=0, seeds=None,
+                  results_dir=str(tmp_path), work_dir=str(tmp_path))
+    assert pipeline._pretrain(cfg, params, ["03_individual_vs_integrated"], progress=False)["step"] == "pretrain"
+    assert seen["devices"] == ("cpu", "cpu")
+    monkeypatch.setattr("asdlib.study.run_config.usable_cores", lambda cap=8: 1)
+    assert pipeline._pretrain(cfg, params, ["03_individual_vs_integrated"], progress=False) is None
+
+
 def test_reproduce_pretrains_only_the_notebooks_it_will_run(tmp_path, monkeypatch):
     from asdlib.cli.main import build_parser
     from asdlib.study import pipeline

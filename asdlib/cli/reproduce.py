@@ -25,15 +25,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "full (the study's, CUDA); default: real on real data, smoke on synthetic")
     p.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--devices", default=None, metavar="LIST",
+    p.add_argument("--devices", default="auto", metavar="LIST",
                    help="train the notebooks' models first, in parallel, one worker per entry: GPU indices (0,1,2,3) "
-                   "or cpu,cpu,...; the notebooks then reuse them (asdlib/study/parallel.py)")
+                   "or cpu,cpu,...; the notebooks then reuse them (asdlib/study/parallel.py). auto (default): on a "
+                   "CPU, one one-thread worker per core (at most 8); on a GPU, none; none: train in the notebooks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default=None, help="default: <repo>/results")
     p.add_argument("--work-dir", default=None, help="caches and checkpoints (default: <repo>/runs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated notebook names to run (default: all, in order)")
     p.add_argument("--force", action="store_true", help="re-run steps even when unchanged")
     p.set_defaults(func=run)
+
+
+def parse_devices(text: str | None) -> tuple[str, ...]:
+    """``--devices``: ``auto`` -> ``('auto',)``; ``none`` or empty -> no pre-training; else the list."""
+    devices = tuple(d.strip() for d in (text or "").split(",") if d.strip())
+    return () if devices == ("none",) else devices
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["notebooks"] = tuple(n.strip() for n in args.only.split(",") if n.strip())
     cfg = ReproduceConfig(data_root=data_root, profile=profile, device=args.device, seed=args.seed, seeds=args.seeds,
                           work_dir=args.work_dir, force=args.force, notebooks=kwargs.pop("notebooks", NOTEBOOKS),
-                          devices=tuple(d.strip() for d in (args.devices or "").split(",") if d.strip()),
+                          devices=parse_devices(args.devices),
                           data_note=note, **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")

@@ -130,8 +130,9 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
                 and (results / "executed" / f"{name}.ipynb").exists())
 
     if cfg.devices:
-        rows.append(_pretrain(cfg, params, [n for n in cfg.notebooks if not unchanged(n)], progress)
-                    | {"machine_speed": speed.score})
+        row = _pretrain(cfg, params, [n for n in cfg.notebooks if not unchanged(n)], progress)
+        if row is not None:
+            rows.append(row | {"machine_speed": speed.score})
     for name in cfg.notebooks:
         source = _source_path(cfg, name)
         key = keys[name]
@@ -169,20 +170,26 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     return rows
 
 
-def _pretrain(cfg: ReproduceConfig, params: dict[str, Any], notebooks: list[str], progress: bool) -> dict[str, Any]:
-    """The ``pretrain`` step: the models of ``notebooks`` trained in parallel over ``cfg.devices``."""
+def _pretrain(cfg: ReproduceConfig, params: dict[str, Any], notebooks: list[str],
+              progress: bool) -> dict[str, Any] | None:
+    """The ``pretrain`` step: the models of ``notebooks`` trained in parallel over ``cfg.devices``
+    (``('auto',)``: :func:`asdlib.study.parallel.auto_devices`; None where that is no worker)."""
+    from ..core.utils import resolve_device
     from .context import Study
-    from .parallel import pretrain
+    from .parallel import auto_devices, pretrain
 
     start = time.perf_counter()
+    devices = auto_devices(resolve_device(cfg.device)) if cfg.devices == ("auto",) else cfg.devices
+    if not devices:
+        return None
     if not notebooks:
         return {"step": "pretrain", "seconds": 0.0, "status": "reused"}
     study = Study.open(**{k: params[k] for k in ("data_root", "synthetic", "profile", "device", "seed", "seeds",
                                                   "results_dir", "work_dir")}, progress=progress)
     if progress:
-        print(f"[reproduce] pretrain: the models of {len(notebooks)} notebook(s) on devices {','.join(cfg.devices)}",
+        print(f"[reproduce] pretrain: the models of {len(notebooks)} notebook(s) on devices {','.join(devices)}",
               flush=True)
-    jobs = pretrain(study, notebooks, cfg.devices, progress=progress)
+    jobs = pretrain(study, notebooks, devices, progress=progress)
     if progress:
         print(f"[reproduce] pretrain: {len(jobs)} runs trained or found finished", flush=True)
     return {"step": "pretrain", "seconds": round(time.perf_counter() - start, 2), "status": "ran"}
