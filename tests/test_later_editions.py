@@ -2,6 +2,7 @@
 features of a synthetic edition (the whole notebook runs in tests/test_pipeline.py)."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 
 from asdlib.data.editions import index_edition
 from asdlib.data.synth_edition import EditionSynthProfile, generate_edition
-from asdlib.study.later_editions import edition_features, official_table
+from asdlib.study.later_editions import EditionData, caption, edition_features, official_table
 
 
 def _tidy() -> pd.DataFrame:
@@ -43,3 +44,21 @@ def test_features_of_an_edition_cut_to_the_shortest_clip(tmp_path):
     assert np.isfinite(np.asarray(feats, dtype=np.float32)).all()
     again_rows, again = edition_features(study, index)
     assert np.array_equal(np.asarray(again), np.asarray(feats)) and again_rows.equals(rows)
+
+
+def _edition(synthetic: bool, edition: int = 2023) -> EditionData:
+    index = pd.DataFrame({"machine": ["fan"] * 3 + ["valve"] * 3, "split": ["train", "train", "test"] * 2})
+    return EditionData(edition, Path("/data/x"), synthetic, index, np.zeros((6, 1, 1)))
+
+
+def test_caption_says_own_run_and_where_the_published_baseline_figures_are():
+    study = SimpleNamespace(profile=SimpleNamespace(name="ci"), seeds_text="seeds 0, 1")
+    synth = caption(_edition(True), study)
+    assert synth.startswith("SYNTHETIC DCASE2023") and "2-2 training and 1-1 test clips" in synth
+    assert "asdlib's own run" in synth and "not transcribed" in synth and "not with synthetic figures" in synth
+    assert "dcase.community/challenge2023/task-first-shot-unsupervised-anomalous-sound-detection" in synth
+    assert "arXiv:2305.07828" in synth
+    real = caption(_edition(False), study)
+    assert real.startswith("REAL DCASE2023") and "synthetic figures" not in real
+    other = caption(_edition(False, 2021), study)  # no source listed for 2021: says so, names no 2023 page
+    assert "are not listed in asdlib" in other and "challenge2023" not in other
