@@ -352,13 +352,42 @@ def fetch_edition_subset(root: str | os.PathLike, edition: int | str | Edition,
             for m, data in rz.fetch(todo, max_gap=max_gap, max_request=max_request):
                 _install(root / by_member[m.name].relpath, data, f"{f.filename}:{m.name}")
                 fetched += 1
-            manifest["archives"][f.filename] = {"record": f.record, "url": url, "size": rz.size,
-                                                "directory_digest": rz.directory_digest,
-                                                "relpaths": [p.relpath for p in plan.chosen]}
+            # written once every planned member is on disk: the entry is what edition_subset_complete checks
+            manifest["archives"][f.filename] = {
+                "record": f.record, "url": url, "size": rz.size, "directory_digest": rz.directory_digest,
+                "profile": prof.name, "relpaths": [p.relpath for p in plan.chosen],
+                "members": {p.relpath: {"size": rz.members[p.member].size, "crc32": f"{rz.members[p.member].crc:08x}"}
+                            for p in plan.chosen}}
             atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
             results.append(EditionArchiveResult(f.filename, len(plan.chosen), fetched, len(plan.chosen) - len(todo),
                                                 client.requests - r0, client.bytes_received - b0, plan.shortfalls))
     return results
+
+
+def edition_subset_complete(root: str | os.PathLike, edition: int | str | Edition,
+                            profile: str | EditionSubsetProfile = "small", machines: Iterable[str] | None = None,
+                            parts: Iterable[str] = PARTS) -> bool:
+    """True when ``root`` holds every member that :func:`fetch_edition_subset` planned for ``profile``
+    from each archive of ``parts`` (recorded in its manifest, on disk with the right size and CRC-32);
+    checked without the network."""
+    ed = get_edition(edition)
+    prof = get_edition_profile(profile)
+    root = Path(root).expanduser()
+    try:
+        manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("edition") != ed.year:
+        return False
+    archives = manifest.get("archives") or {}
+    for f in edition_archives(ed, machines, parts):
+        entry = archives.get(f.filename)
+        if not entry or entry.get("profile") != prof.name or not isinstance(entry.get("members"), dict):
+            return False
+        for rel, rec in entry["members"].items():
+            if not _verified(root / rel, rec["size"], int(rec["crc32"], 16)):
+                return False
+    return True
 
 
 def run_cli(args) -> int:
