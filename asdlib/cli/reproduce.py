@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     data_root, note = args.data_root, "--data-root given"
     if data_root is None:
         data_root, note = pick_data(args.data)
-    edition_root, edition_note = args.edition_root, "--edition-root given"
+    edition_root, edition_note = args.edition_root, "--edition-root given" if args.edition_root else ""
     if edition_root is None and EDITION_NOTEBOOK in notebooks:  # no probe for a run without notebook 10
         edition_root, edition_note = pick_data(args.data, source=DCASE2023)
     profile = args.profile or (REAL_PROFILE if data_root is not None else "smoke")
