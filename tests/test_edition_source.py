@@ -163,3 +163,12 @@ def test_the_caption_names_the_real_subset_without_the_machine_path(tmp_path):
     text = caption(data, study)
     assert "REAL DCASE2023 development clips under dcase2023-small;" in text and str(tmp_path) not in text
     assert "SYNTHETIC" in caption(EditionData(2023, tmp_path, True, index, np.zeros((3, 1, 1))), study)
+
+
+def test_readme_gives_the_computed_size_of_notebook_10s_subset():
+    from pathlib import Path
+
+    f = es.edition_subset_figures(2023, "small", None, ["dev"])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"({f.clips} clips, {f.clip_bytes:,} B computed, about {f.requests} requests)" in readme.replace("\n", " ")
+    assert f"`data/{source.DCASE2023.folder}`" in readme
