@@ -27,9 +27,16 @@
 #   `asdlib.recon`), one per machine type, with its two scores: MSE and selective Mahalanobis.
 #
 # Every score goes through the edition's official metrics (`asdlib.report.official`): AUC(source),
-# AUC(target), pAUC per machine, and the official score (harmonic mean). Default data: the
-# synthetic DCASE2023 edition (`asdlib synth --edition 2023`), labelled as such; give
-# `edition_root` (e.g. a DCASE2023 subset) for real clips.
+# AUC(target), pAUC per machine, and the official score (harmonic mean).
+#
+# **Data.** `asdlib reproduce` (and `make reproduce`) passes `edition_root` by the same rules as
+# the DCASE2020 data of notebooks 01-09 (`--data auto`, `asdlib.study.source`): the real
+# DCASE2023 development subset (`small`: 30 source + all 10 target training clips and 10 test
+# clips per domain and label, per machine), fetched once from Zenodo into `data/dcase2023-small`
+# and reused, where Zenodo answers; otherwise (no network, `--data synthetic`) `edition_root` is
+# None and the notebook runs on the synthetic DCASE2023 edition (`asdlib synth --edition 2023`),
+# labelled as such. `asdlib reproduce --edition-root DIR` gives a local DCASE2023 copy. The
+# caption below and `results/run_info.json` say which data this run used.
 
 # %% tags=["parameters"]
 data_root = None  # the DCASE2020 data of the other notebooks (opens the study; not used here)
@@ -40,17 +47,17 @@ seed = 0
 seeds = None  # how many seeds; None: the profile's
 results_dir = "../results"
 work_dir = None
+edition = 2023
+edition_root = None  # a DCASE<edition> root (dev_data/...), e.g. the real DCASE2023 subset; None: the synthetic edition
 
 # %%
-edition = 2023
-edition_root = None  # a DCASE<edition> root (dev_data/...), e.g. a DCASE2023 subset; None: the synthetic edition
-
+from asdlib.core.utils import display_path
 from asdlib.study import open_study
 from asdlib.study.later_editions import caption, official_table, open_edition, run_later_editions
 
 study = open_study(globals(), show=False)
 data = open_edition(study, edition, edition_root)
-print(data.root, "|", "synthetic" if data.synthetic else "real", "|", study.seeds_text)
+print(display_path(data.root), "|", "synthetic" if data.synthetic else "real", "|", study.seeds_text)
 data.index.groupby(["machine", "split", "domain", "label"]).size().unstack(["split", "domain", "label"])
 
 # %%

@@ -9,6 +9,7 @@ import pytest
 
 from asdlib.study import PARAMETERS as STUDY_PARAMETERS
 from asdlib.study.pipeline import NOTEBOOKS
+from asdlib.study.run_config import EXTRA_PARAMETERS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMETERS = set(STUDY_PARAMETERS)
@@ -35,7 +36,7 @@ def test_one_parameters_cell_and_no_model_code(name):
     tagged = [c for c in _code(nb) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     names = {t.id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign) for t in node.targets}
-    assert names == PARAMETERS
+    assert names == PARAMETERS | set(EXTRA_PARAMETERS.get(name, ()))
     for cell in _code(nb):
         tree = ast.parse(cell.source)
         defined = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]

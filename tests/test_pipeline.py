@@ -106,6 +106,34 @@ def test_no_absolute_path_of_the_machine_in_the_results(tmp_path, tiny_dataset):
             assert machine not in text, f"{path.relative_to(res)} names {machine}"
 
 
+def test_notebook_10_alone_gets_edition_root_and_the_results_say_which_2023_data(tmp_path, tiny_dataset):
+    """Issue 19.5: reproduce passes edition_root to notebook 10 only (01-09 keep their parameters, so
+    their keys do not move with it), and run_info.json / results/README.md say real or synthetic,
+    naming the folder without this machine's path."""
+    nb = tmp_path / "nb"
+    first, tenth = NOTEBOOKS[0], "10_later_editions"
+    _fake_notebooks(nb, {first: "assert 'edition_root' not in globals()",
+                         tenth: "edition_root = None\n\n# %%\nprint(edition_root)"})
+    edition = tmp_path / "dcase2023-small"
+    (edition / "dev_data").mkdir(parents=True)
+    cfg = ReproduceConfig(data_root=str(tiny_dataset), profile="ci", device="cpu", results_dir=str(tmp_path / "res"),
+                          work_dir=str(tmp_path / "work"), notebooks_dir=str(nb), notebooks=(first, tenth),
+                          edition_root=str(edition), edition_note=f"Zenodo reachable; fetched into {edition}")
+    reproduce(cfg, progress=False)
+    res = tmp_path / "res"
+    executed = (res / "executed" / f"{tenth}.ipynb").read_text(encoding="utf-8")
+    assert "dcase2023-small" in executed and str(tmp_path) not in executed
+    info = json.loads((res / "run_info.json").read_text())
+    assert info["edition_data"]["data"] == "real" and info["edition_data"]["edition_root"] == "dcase2023-small"
+    assert info["config"]["edition_root"] == "dcase2023-small" and str(tmp_path) not in json.dumps(info)
+    readme = (res / "README.md").read_text()
+    assert "real DCASE2023 development clips" in readme and str(tmp_path) not in readme
+    (edition / "SYNTHETIC.md").write_text("synthetic")  # a local copy that asdlib synth wrote is labelled so
+    reproduce(cfg, progress=False)
+    assert json.loads((res / "run_info.json").read_text())["edition_data"]["data"] == "synthetic"
+    assert "synthetic DCASE2023 edition" in (res / "README.md").read_text()
+
+
 def test_display_path_is_relative_to_the_repository_or_the_data_name(tmp_path):
     from asdlib.core.utils import display_path, scrub_paths
 

@@ -5,6 +5,7 @@ import http.server
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -127,7 +128,7 @@ def small_as(monkeypatch):
 
     prof = subset_mod.SubsetProfile("test-small", n_train=1, n_test=1, n_eval_test=1)
     monkeypatch.setitem(subset_mod.PROFILES, prof.name, prof)
-    monkeypatch.setattr(source, "SUBSET_PROFILE", prof.name)
+    monkeypatch.setattr(source, "DCASE2020", replace(source.DCASE2020, profile=prof.name))
     monkeypatch.setattr(subset_mod, "fetch_subset", functools.partial(
         subset_mod.fetch_subset, min_interval=0.0, backoff=0.01, timeout=5.0, tail_bytes=16 << 10, progress=False))
     monkeypatch.delenv("ASDLIB_DATA", raising=False)
@@ -167,7 +168,7 @@ def test_a_failed_fetch_after_the_probe_falls_back_to_synthetic(small_as, tmp_pa
     first = select_files(None, ("dev",))[0]  # the first archive the subset reads
     ran = []
     monkeypatch.setattr(pipeline, "reproduce", lambda cfg: ran.append(cfg) or [])
-    monkeypatch.setattr(source, "default_subset_root", lambda: tmp_path / "subset")
+    monkeypatch.setattr(source, "DCASE2020", replace(source.DCASE2020, root=str(tmp_path / "subset")))
     with FakeZenodo(build_fake_zenodo([first.machine_type], n_train=1, n_test=1, parts=("dev",))) as srv:
         monkeypatch.setenv("ASDLIB_ZENODO_URL", srv.url)
         if trouble == "no-range":

@@ -11,15 +11,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="re-run the notebook sequence (papermill) and regenerate results/",
-        description="Run notebooks/01..09 in order with papermill. Without --data-root, --data decides: the real "
+        description="Run notebooks/01..10 in order with papermill. Without --data-root, --data decides: the real "
         "DCASE2020 subset (fetched once from Zenodo into data/dcase2020-subset, then reused) where Zenodo can be "
-        "reached, else the embedded synthetic dataset. Executed notebooks go to results/executed/, tables to "
+        "reached, else the embedded synthetic dataset; likewise, without --edition-root, notebook 10 gets the real "
+        "DCASE2023 development subset (data/dcase2023-small) or the synthetic DCASE2023 edition. Executed notebooks go to results/executed/, tables to "
         "results/tables/, figures to results/figures/, and all of it as web pages to results/html/index.html; unchanged finished steps are skipped (use --force to re-run).",
     )
     p.add_argument("--data-root", default=None, help="DCASE2020 root with dev_data/ and eval_data/ (default: --data)")
+    p.add_argument("--edition-root", default=None, metavar="DIR",
+                   help="notebook 10: a local DCASE2023 root with dev_data/ (default: --data decides between the real "
+                   "development subset and the synthetic edition)")
     p.add_argument("--data", default=None, choices=MODES,
-                   help=f"without --data-root: auto (real subset if Zenodo answers a {PROBE_TIMEOUT_S:g}-s probe, else "
-                   f"synthetic), real or synthetic (default: ${DATA_ENV}, else auto)")
+                   help=f"without --data-root (and --edition-root): auto (real subset if Zenodo answers a "
+                   f"{PROBE_TIMEOUT_S:g}-s probe, else synthetic), real or synthetic (default: ${DATA_ENV}, else auto)")
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="size of data and models: ci (tests), smoke (synthetic, CPU), real (the real subset, CPU), "
                    "full (the study's, CUDA); default: real on real data, smoke on synthetic")
@@ -44,26 +48,24 @@ def parse_devices(text: str | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study.pipeline import NOTEBOOKS, ReproduceConfig, reproduce
-    from ..study.source import choose_data, settle_data
+    from ..study.pipeline import EDITION_NOTEBOOK, NOTEBOOKS, ReproduceConfig, reproduce
+    from ..study.source import DCASE2023, pick_data
 
+    notebooks = tuple(n.strip() for n in args.only.split(",") if n.strip()) if args.only else NOTEBOOKS
     data_root, note = args.data_root, "--data-root given"
     if data_root is None:
-        choice = choose_data(args.data)
-        print(f"[reproduce] data: {choice.kind} ({choice.reason})", flush=True)
-        choice = settle_data(choice)  # a failed fetch falls back to synthetic unless --data real
-        note = choice.reason
-        data_root = choice.root if choice.kind == "real" else None
+        data_root, note = pick_data(args.data)
+    edition_root, edition_note = args.edition_root, "--edition-root given" if args.edition_root else ""
+    if edition_root is None and EDITION_NOTEBOOK in notebooks:  # no probe for a run without notebook 10
+        edition_root, edition_note = pick_data(args.data, source=DCASE2023)
     profile = args.profile or (REAL_PROFILE if data_root is not None else "smoke")
     kwargs = {}
     if args.results_dir:
         kwargs["results_dir"] = args.results_dir
-    if args.only:
-        kwargs["notebooks"] = tuple(n.strip() for n in args.only.split(",") if n.strip())
     cfg = ReproduceConfig(data_root=data_root, profile=profile, device=args.device, seed=args.seed, seeds=args.seeds,
-                          work_dir=args.work_dir, force=args.force, notebooks=kwargs.pop("notebooks", NOTEBOOKS),
+                          work_dir=args.work_dir, force=args.force, notebooks=notebooks,
                           devices=parse_devices(args.devices),
-                          data_note=note, **kwargs)
+                          data_note=note, edition_root=edition_root, edition_note=edition_note, **kwargs)
     rows = reproduce(cfg)
     total = sum(r["seconds"] or 0 for r in rows if r["status"] == "ran")
     n_notebooks = sum(r["step"] in NOTEBOOKS for r in rows)

@@ -15,8 +15,9 @@ and the edition's table (:mod:`asdlib.data.editions`): per machine and section i
 :func:`fetch_edition_subset` reads each archive's central directory and fetches the planned
 members with :class:`asdlib.data.remote_zip.RemoteZip` (coalesced range requests, CRC-32
 checked), writes each atomically under ``ROOT/{dev_data,eval_data}/<machine>/<folder>/`` and
-records what it wrote in ``ROOT/edition_subset_manifest.json``; a rerun skips members already
-on disk with the right size and CRC-32. The profile ``full`` takes every member: the whole
+records what it wrote (each member's size and CRC-32) in ``ROOT/edition_subset_manifest.json``; a
+rerun skips members already on disk with the right size and CRC-32, and asks nothing of an archive
+whose recorded members all are (:func:`edition_subset_complete` checks that offline). The profile ``full`` takes every member: the whole
 edition through the same path. Eval labels are not on Zenodo: they come from the organisers'
 evaluator repositories (``asdlib index --ground-truth``).
 
@@ -340,6 +341,11 @@ def fetch_edition_subset(root: str | os.PathLike, edition: int | str | Edition,
     results = []
     with RangeClient(timeout=timeout, retries=retries, min_interval=min_interval) as client:
         for f in edition_archives(ed, machines, parts):
+            entry = manifest["archives"].get(f.filename)
+            if _archive_verified(root, entry, prof):  # as asdlib.data.subset: a verified archive asks nothing
+                n = len(entry["members"])
+                results.append(EditionArchiveResult(f.filename, n, 0, n, 0, 0, list(entry.get("shortfalls", []))))
+                continue
             r0, b0 = client.requests, client.bytes_received
             url = file_url(f, base_url)
             rz = RemoteZip(client, url, tail_bytes)
@@ -352,13 +358,43 @@ def fetch_edition_subset(root: str | os.PathLike, edition: int | str | Edition,
             for m, data in rz.fetch(todo, max_gap=max_gap, max_request=max_request):
                 _install(root / by_member[m.name].relpath, data, f"{f.filename}:{m.name}")
                 fetched += 1
-            manifest["archives"][f.filename] = {"record": f.record, "url": url, "size": rz.size,
-                                                "directory_digest": rz.directory_digest,
-                                                "relpaths": [p.relpath for p in plan.chosen]}
+            # written once every planned member is on disk: the entry is what edition_subset_complete checks
+            manifest["archives"][f.filename] = {
+                "record": f.record, "url": url, "size": rz.size, "directory_digest": rz.directory_digest,
+                "profile": asdict(prof), "relpaths": [p.relpath for p in plan.chosen], "shortfalls": plan.shortfalls,
+                "members": {p.relpath: {"size": rz.members[p.member].size, "crc32": f"{rz.members[p.member].crc:08x}"}
+                            for p in plan.chosen}}
             atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
             results.append(EditionArchiveResult(f.filename, len(plan.chosen), fetched, len(plan.chosen) - len(todo),
                                                 client.requests - r0, client.bytes_received - b0, plan.shortfalls))
     return results
+
+
+def edition_subset_complete(root: str | os.PathLike, edition: int | str | Edition,
+                            profile: str | EditionSubsetProfile = "small", machines: Iterable[str] | None = None,
+                            parts: Iterable[str] = PARTS) -> bool:
+    """True when ``root`` holds every member that :func:`fetch_edition_subset` planned for ``profile``
+    from each archive of ``parts`` (recorded in its manifest, on disk with the right size and CRC-32);
+    checked without the network."""
+    ed = get_edition(edition)
+    prof = get_edition_profile(profile)
+    root = Path(root).expanduser()
+    try:
+        manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("edition") != ed.year:
+        return False
+    archives = manifest.get("archives") or {}
+    return all(_archive_verified(root, archives.get(f.filename), prof) for f in edition_archives(ed, machines, parts))
+
+
+def _archive_verified(root: Path, entry: dict | None, prof: EditionSubsetProfile) -> bool:
+    """The manifest's entry of one archive was written for ``prof`` and each member it lists is on disk
+    with its size and CRC-32."""
+    if not entry or entry.get("profile") != asdict(prof) or not isinstance(entry.get("members"), dict):
+        return False
+    return all(_verified(root / rel, rec["size"], int(rec["crc32"], 16)) for rel, rec in entry["members"].items())
 
 
 def run_cli(args) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.utils import display_path
 
 METHODS = {"classifier_dg_knn": "classifier (machine/section/attribute) + dg_knn",
            "classifier_knn_source": "classifier + kNN (k=5) to source clips only",
@@ -188,7 +189,8 @@ def official_table(tidy: pd.DataFrame) -> pd.DataFrame:
 def caption(data: EditionData, study) -> str:
     what = (f"SYNTHETIC DCASE{data.edition}-layout data (asdlib synth --edition {data.edition}, profile "
             f"{SYNTH_PROFILE.get(study.profile.name, 'tiny')}): these figures test the pipeline and say nothing about "
-            "the real data" if data.synthetic else f"REAL DCASE{data.edition} development clips under {data.root}")
+            "the real data" if data.synthetic else
+            f"REAL DCASE{data.edition} development clips under {display_path(data.root)}")
     n = data.index.groupby(["machine", "split"]).size().unstack()
     return (f"{what}; per machine {int(n['train'].min())}-{int(n['train'].max())} training and "
             f"{int(n['test'].min())}-{int(n['test'].max())} test clips; profile {study.profile.name}, "

@@ -26,7 +26,13 @@ from typing import Any, Sequence
 
 from ..core.errors import AsdlibError
 from ..core.utils import atomic_write_text, display_path, scrub_paths
-from .run_config import NOTEBOOKS, ReproduceConfig, prepare_data  # noqa: F401 (NOTEBOOKS: imported from here by the cli and tests)
+from .run_config import (  # noqa: F401 (NOTEBOOKS: imported from here by the cli and tests)
+    EDITION_NOTEBOOK,
+    NOTEBOOKS,
+    ReproduceConfig,
+    notebook_parameters,
+    prepare_data,
+)
 from .speed import SpeedResult, machine_speed
 
 
@@ -86,8 +92,8 @@ def run_notebook(source: Path, output: Path, parameters: dict[str, Any], cwd: Pa
             atomic_write_text(output, scrub_paths(output.read_text(encoding="utf-8"), paths))
 
 
-PATH_PARAMETERS = ("data_root", "results_dir", "work_dir")  # written into results/ as display_path shows them
-PATH_SETTINGS = ("data_root", "results_dir", "work_dir", "notebooks_dir")
+PATH_PARAMETERS = ("data_root", "results_dir", "work_dir", "edition_root")  # written into results/ as display_path shows them
+PATH_SETTINGS = ("data_root", "results_dir", "work_dir", "notebooks_dir", "edition_root")
 
 
 def shown_paths(settings: dict[str, Any], keys: Sequence[str] = PATH_SETTINGS) -> dict[str, Any]:
@@ -122,7 +128,8 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
     state = _load_state(state_path)
     rows: list[dict[str, Any]] = [{"step": "data", "seconds": round(data_seconds, 2), "status": "ran",
                                    "machine_speed": speed.score}]
-    keys = {name: _digest(_source_path(cfg, name).read_text(), json.dumps(params, sort_keys=True), code)
+    nb_params = {name: notebook_parameters(cfg, name, params) for name in cfg.notebooks}
+    keys = {name: _digest(_source_path(cfg, name).read_text(), json.dumps(nb_params[name], sort_keys=True), code)
             for name in cfg.notebooks}
 
     def unchanged(name: str) -> bool:
@@ -147,7 +154,7 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
         if progress:
             print(f"[reproduce] {name} ...", flush=True)
         start = time.perf_counter()
-        run_notebook(source, output, params, cwd=work, progress=progress)
+        run_notebook(source, output, nb_params[name], cwd=work, progress=progress)
         seconds = round(time.perf_counter() - start, 2)
         state[name] = {"key": key, "seconds": seconds, "machine_speed": speed.score,
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -156,7 +163,8 @@ def reproduce(cfg: ReproduceConfig, progress: bool = True) -> list[dict[str, Any
         if progress:
             print(f"[reproduce] {name}: {seconds:.1f} s", flush=True)
     _write_run_record(results, cfg, params, rows, synthetic, speed)
-    write_data_note(results / "README.md", data_note(cfg, data_root, synthetic))
+    write_data_note(results / "README.md", data_note(cfg, data_root, synthetic)
+                    + (f"\n>\n> {edition_data_note(cfg)}" if EDITION_NOTEBOOK in cfg.notebooks else ""))
     # The results as a web site (results/html/index.html), from the record just written.
     from .site import build_site
 
@@ -207,6 +215,19 @@ def data_note(cfg: ReproduceConfig, data_root: str, synthetic: bool) -> str:
     return scrub_paths(text, [data_root, cfg.data_root, cfg.results_dir, cfg.work_dir])  # a reason may quote a path
 
 
+def edition_data_note(cfg: ReproduceConfig) -> str:
+    """One paragraph: which DCASE2023 data notebook 10 used and why (no absolute path of this machine)."""
+    what = ("the **synthetic DCASE2023 edition** (`asdlib synth --edition 2023`)" if edition_synthetic(cfg)
+            else f"**real DCASE2023 development clips** under `{display_path(cfg.edition_root)}`")
+    why = f" Why: {cfg.edition_note}" if cfg.edition_note else ""
+    return scrub_paths(f"Notebook {EDITION_NOTEBOOK} used {what}.{why}", [cfg.edition_root, cfg.results_dir, cfg.work_dir])
+
+
+def edition_synthetic(cfg: ReproduceConfig) -> bool:
+    """Whether notebook 10 runs on synthetic data (no edition root, or one that asdlib synth wrote)."""
+    return cfg.edition_root is None or (Path(cfg.edition_root).expanduser() / "SYNTHETIC.md").exists()
+
+
 def write_data_note(readme: Path, note: str) -> None:
     """Put ``note`` at the top of ``readme`` between markers, replacing the previous run's (the rest is kept)."""
     block = f"{DATA_NOTE_START}\n> {note}\n{DATA_NOTE_END}\n"
@@ -234,6 +255,10 @@ def _write_run_record(results: Path, cfg: ReproduceConfig, params: dict[str, Any
     write_provenance(results / "run_info.json", config=shown_paths(asdict(cfg)) | {"parameters": shown_paths(params)},
                      device=cfg.device, synthetic_data=synthetic, timings=rows, machine_speed=speed.to_dict(),
                      data_source=data_note(cfg, params["data_root"], synthetic),
+                     edition_data=({"notebook": EDITION_NOTEBOOK, "edition": 2023,
+                                    "data": "synthetic" if edition_synthetic(cfg) else "real",
+                                    "edition_root": display_path(cfg.edition_root), "source": edition_data_note(cfg)}
+                                   if EDITION_NOTEBOOK in cfg.notebooks else None),
                      note=("Results on the embedded SYNTHETIC dataset (asdlib synth) with a small model: "
                            "they test the pipeline and are not the study's figures.") if synthetic else
                           "Results on the data under parameters.data_root.")

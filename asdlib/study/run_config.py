@@ -42,6 +42,9 @@ class ReproduceConfig:
     force: bool = False
     devices: tuple[str, ...] = ()  # train the notebooks' models beforehand, one worker per entry (study.parallel)
     data_note: str = ""  # why this data (asdlib.study.source), written to run_info.json and results/README.md
+    # notebook 10's data: a DCASE2023 root (the real dev subset, or --edition-root), or None: the synthetic edition
+    edition_root: str | None = None
+    edition_note: str = ""  # why that (asdlib.study.source), written beside data_note
 
     def __post_init__(self) -> None:
         if self.work_dir is None:
@@ -66,6 +69,24 @@ def prepare_data(cfg: ReproduceConfig, progress: bool = True) -> tuple[str, bool
     generate_dataset(root, profile=synth_profile(get_profile(cfg.profile)), seed=cfg.seed, progress=progress,
                      workers=usable_cores())
     return str(root), True
+
+
+EDITION_NOTEBOOK = "10_later_editions"  # the one notebook that gets edition_root
+# parameters a notebook has beyond the study's (asdlib.study.PARAMETERS)
+EXTRA_PARAMETERS: dict[str, tuple[str, ...]] = {EDITION_NOTEBOOK: ("edition", "edition_root")}
+
+
+def notebook_parameters(cfg: ReproduceConfig, name: str, params: dict) -> dict:
+    """The papermill parameters of notebook ``name``: the shared ones, and ``edition_root`` for
+    notebook 10 only (so that the edition's data never invalidates notebooks 01-09)."""
+    if name != EDITION_NOTEBOOK:
+        return params
+    root = None
+    if cfg.edition_root is not None:
+        root = Path(cfg.edition_root).expanduser().resolve()
+        if not root.is_dir():
+            raise ConfigError(f"--edition-root {root} is not a folder; give the folder holding dev_data/")
+    return params | {"edition_root": None if root is None else str(root)}
 
 
 def usable_cores(cap: int = 8) -> int:
