@@ -30,10 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default: the profile's)")
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length of the served clips")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--devices", default="auto", help="as asdlib reproduce's (default auto: one one-thread "
+                    "training worker per CPU core; none: train inside the notebooks)")
     args = ap.parse_args(argv)
 
     from zenodo_server import FakeZenodo, build_fake_zenodo, real_data_available
 
+    from asdlib.cli.reproduce import parse_devices
     from asdlib.data.subset import PROFILES, fetch_subset
     from asdlib.study.pipeline import ReproduceConfig, reproduce
 
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
           "(no pause between requests)", flush=True)
 
     cfg = ReproduceConfig(data_root=str(root), profile="real", device=args.device, seeds=args.seeds,
+                          devices=parse_devices(args.devices),
                           results_dir=str(out / "results"), work_dir=str(out / "work"),
                           data_note="the small subset's shape served on 127.0.0.1 (benchmark: fill clips "
                                     "are synthetic, the figures are no result)")
