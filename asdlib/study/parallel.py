@@ -100,7 +100,7 @@ def auto_devices(serial_device: str, cores: int | None = None) -> tuple[str, ...
 
     Small networks use two threads poorly (evaluation and the Python around each step barely
     at all), while two one-thread runs side by side keep both cores busy: on the 2-core machine
-    of the README the smoke profile's trainings finish about twice as fast. One thread per run
+    of the README the smoke profile's trainings finish about 1.7 times as fast. One thread per run
     also makes a run's weights independent of the machine's core count.
     """
     from .run_config import usable_cores
