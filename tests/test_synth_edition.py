@@ -82,3 +82,24 @@ def test_generate_edition_checks_its_input(tmp_path, synth2023):
     with pytest.raises(AsdlibError, match="not empty"):
         generate_edition(synth2023, 2023, TINY, seed=1, machines=["fan"])
     assert set(EDITIONS[2023].dev_machines) >= {"fan", "ToyCar"}
+
+
+def test_a_failed_generation_leaves_the_old_dataset_and_no_temporary_folder(tmp_path, monkeypatch):
+    import asdlib.data.synth_edition as synth_edition
+
+    root = tmp_path / "data"
+    generate_edition(root, 2023, TINY, seed=0, machines=["fan"])
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    calls = []
+
+    def fail_midway(path, x, sample_rate):  # the third clip cannot be written
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(synth_edition, "write_wav", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        generate_edition(root, 2023, TINY, seed=1, machines=["fan"], overwrite=True)
+    assert len(calls) == 3
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # the finished dataset, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary or old folder left beside it

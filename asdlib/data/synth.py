@@ -20,9 +20,10 @@ import io
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -176,7 +177,7 @@ def write_clips(root: Path, jobs: Sequence[ClipJob], profile: SynthProfile, seed
 def write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
     """``x`` (float in [-1, 1]) as a 16-bit PCM WAV. Encoded in memory, then written: libsndfile syncs a
     file it closes to disk (fsync), which cost 15-20 % of the smoke dataset's time; the dataset's folder
-    is renamed into place only when complete anyway (:func:`swap_into_place`)."""
+    is renamed into place only when complete anyway (:func:`building`)."""
     import soundfile as sf
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,21 +202,30 @@ def already_made(root: Path, request: dict, overwrite: bool) -> bool:
     return False
 
 
-def start_folder(root: Path) -> Path:
-    """An empty temporary folder beside ``root``, renamed into place by :func:`swap_into_place` when complete."""
+@contextmanager
+def building(root: Path) -> Iterator[Path]:
+    """An empty temporary folder beside ``root`` to build a dataset in. When the block ends, the
+    finished folder replaces ``root`` (a rename each; the old folder removed last); when it fails,
+    the temporary folder is removed and ``root`` is left as it was."""
     tmp = root.parent / f".{root.name}.synth-{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    return tmp
-
-
-def swap_into_place(tmp: Path, root: Path) -> None:
-    """Replace ``root`` by the finished folder ``tmp`` (a rename each; the old folder removed last)."""
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     trash = root.parent / f".{root.name}.synth-{os.getpid()}.old"
     if root.exists():
         os.replace(root, trash)
     os.replace(tmp, root)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def seal(folder: Path, note: str, manifest: dict) -> None:
+    """The dataset's SYNTHETIC note, then its manifest: written last, the manifest marks the folder complete."""
+    atomic_write_text(folder / NOTE_FILE, note)
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
 def _request(profile: SynthProfile, seed: int, severity: float, types: Sequence[str]) -> dict:
@@ -274,8 +284,7 @@ def generate_dataset(root: str | os.PathLike, profile: str | SynthProfile = "smo
     if already_made(root, request, overwrite):
         return root
     jobs, truth = plan(profile, seed, types)
-    tmp = start_folder(root)
-    try:
+    with building(root) as tmp:
         _run_jobs(tmp, jobs, profile, seed, severity, progress, workers)
         lines = []
         for t in types:
@@ -288,12 +297,7 @@ def generate_dataset(root: str | os.PathLike, profile: str | SynthProfile = "smo
                       "eval_test": len(truth[t])} for t in types}
         manifest = dict(request, asdlib_version=__version__, sample_rate=profile.sample_rate,
                         clip_samples={t: profile.n_samples(t) for t in types}, counts=counts, files=len(jobs))
-        atomic_write_text(tmp / NOTE_FILE, _note(request))
-        atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks completion
-        swap_into_place(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        seal(tmp, _note(request), manifest)
     return root
 
 

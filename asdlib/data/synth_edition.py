@@ -25,9 +25,7 @@ drawn per (machine, section), so machines of the same model still differ.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ from ..core.errors import ConfigError
 from ..core.machines import MACHINE_TYPES, SAMPLE_RATE
 from ..core.utils import atomic_write_text
 from .editions import DATASET_DIRS, DOMAINS, Edition, clip_folder, clip_name, get_edition
-from .synth import MANIFEST_FILE, NOTE_FILE, already_made, render_clip, start_folder, swap_into_place, write_wav
+from .synth import already_made, building, render_clip, seal, write_wav
 
 SYNTH_EDITION_VERSION = 1
 GROUND_TRUTH_DIR = "ground_truth"
@@ -239,18 +237,11 @@ def generate_edition(root: str | os.PathLike, edition: int | str = 2023, profile
         return root
     from tqdm.auto import tqdm
 
-    tmp = start_folder(root)
-    try:
+    with building(root) as tmp:
         for job in tqdm(jobs, desc=f"synth {ed.year}", unit="clip", disable=not progress):
             x = render_edition_clip(ed, profile, job, seed, severity)
             write_wav(tmp / job.relpath, x, SAMPLE_RATE)
         _write_tables(tmp, jobs)
-        manifest = dict(request, asdlib_version=__version__, sample_rate=SAMPLE_RATE, files=len(jobs),
-                        ground_truth=GROUND_TRUTH_DIR, synthetic=True)
-        atomic_write_text(tmp / NOTE_FILE, _note(request))
-        atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks completion
-        swap_into_place(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        seal(tmp, _note(request), dict(request, asdlib_version=__version__, sample_rate=SAMPLE_RATE,
+                                       files=len(jobs), ground_truth=GROUND_TRUTH_DIR, synthetic=True))
     return root
