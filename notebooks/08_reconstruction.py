@@ -116,7 +116,9 @@ study.save_figure(plots.plot_training_curves(curves, ("train_loss", "val_loss"))
 # ## asdlib's score fusion beside its parts (asdlib's, not the study's)
 # The study does not fuse detectors. asdlib's fusion (`asdlib.report.fusion`, the `fusion` rows of
 # `results/real_toycar`) standardises each part's score per ID with statistics of **held-out normal
-# training clips only** (z-score of the log score) and takes the plain mean; no weight is learnt.
+# training clips only** (z-score of the log score) and takes the maximum; no weight is learnt.
+# asdlib's declared fusion is the classifier with the WaveNet (one detector per family; the
+# autoencoder and the WaveNet rank clips alike); the three together and the other pairs are shown too.
 # Here on one machine type of this run's data: an ID classifier of that type (the profile's
 # settings, -log p), the baseline autoencoder and the WaveNet, each trained on the dev training
 # clips less 20 % of each ID held out (the classifier's validation clips; the clips the statistics

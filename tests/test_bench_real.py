@@ -84,6 +84,14 @@ def check_outputs(out: Path, n_ids: int, methods=bench.METHODS) -> pd.DataFrame:
     fused = scores[scores["method"] == "fusion"]
     assert set(fused["part"]) == {"test"} and set(scores.loc[scores["method"] != "fusion", "part"]) == {"heldout", "test"}
     assert prov["config"]["holdout"] == bench.HOLDOUT and "fusion" in prov["rows"]
+    # the declared fusion is one of the fused rows, and the caption says which and why
+    assert bench.PRIMARY["fusion"] in set(tidy.loc[tidy["method"] == "fusion", "scorer"])
+    assert bench.FUSION_DECLARED in md
+    # how alike the parts rank clips, on held-out and on test clips, per seed, ID and pair; no label read
+    agree = pd.read_csv(out / "agreement.csv", dtype={"machine_id": str})
+    assert set(agree["part"]) == {"heldout", "test"} and agree["rho"].dropna().between(-1, 1).all()
+    assert len(agree) == 2 * n_ids * 3 and set(zip(agree["a"], agree["b"])) == {
+        ("improved", "autoencoder"), ("improved", "wavenet"), ("autoencoder", "wavenet")}
     return tidy
 
 
@@ -151,5 +159,8 @@ def test_the_tuning_set_figure_is_labelled_and_the_held_back_one_quoted():
     first = (out / "table.md").read_text().splitlines()[0]
     base = bench.table_caption(prov["caption"], len(prov["config"]["seeds"]))  # then the run's notes
     assert first.startswith(base) and bench.tuning_note(prov["data"]).strip() in first
+    # issue 20: the declared fusion, and that it was declared after this half's fused rows were seen
+    assert bench.FUSION_DECLARED + bench.FUSION_TUNING_NOTE in first
+    assert bench.PRIMARY["fusion"] == "improved+WaveNet max"
     readme = (bench.ROOT / "README.md").read_text()
     assert "tuning-set figure" in readme and "**86.9 ± 2.7**" in readme

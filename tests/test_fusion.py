@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from asdlib.report.fusion import (
     FusionError,
     Standardiser,
+    agreement,
     combine,
     fit_standardiser,
     fuse_frame,
@@ -89,3 +90,26 @@ def test_fuse_frame_names_a_clip_that_one_method_did_not_score():
     a, b = _scores(rng, "a", 1.0), _scores(rng, "b", 1.0)
     with pytest.raises(FusionError, match="test_02_19"):
         fuse_frame(pd.concat([a, b.iloc[:-1]]), ["a", "b"])
+
+
+def test_agreement_is_spearman_per_id_and_reads_no_label():
+    rng = np.random.default_rng(3)
+    a = _scores(rng, "a", 1.0)
+    b = a.assign(method="b", score=np.exp(a["score"]))  # a monotone copy: ranks every clip alike
+    c = a.assign(method="c", score=rng.permutation(a["score"].to_numpy()))
+    both = pd.concat([a, b, c])
+    agree = agreement(both, ["a", "b", "c"], part="test")
+    assert len(agree) == 2 * 3 and set(agree["machine_id"]) == {"01", "02"} and (agree["n"] == 20).all()
+    ab = agree[(agree["a"] == "a") & (agree["b"] == "b")]["rho"]
+    assert np.allclose(ab, 1.0)
+    g = both[(both["part"] == "test") & (both["machine_id"] == "01")]
+    expect = spearmanr(g[g.method == "a"]["score"], g[g.method == "c"].set_index("file").loc[g[g.method == "a"]["file"], "score"])[0]
+    assert agree[(agree["machine_id"] == "01") & (agree["b"] == "c") & (agree["a"] == "a")]["rho"].item() == pytest.approx(expect)
+    # labels do not enter: without the column, or with other labels, the same figures
+    assert agree.equals(agreement(both.drop(columns="label"), ["a", "b", "c"], part="test"))
+    assert agree.equals(agreement(both.assign(label=1 - both["label"]), ["a", "b", "c"], part="test"))
+    # by default the held-out clips only
+    held = agreement(both, ["a", "b"])
+    assert set(held["part"]) == {"heldout"} and (held["n"] == 6).all()
+    with pytest.raises(FusionError, match="no heldout scores of 'd'"):
+        agreement(both, ["a", "d"])

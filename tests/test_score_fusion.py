@@ -86,17 +86,19 @@ def test_score_fuses_new_clips_on_the_scale_stored_from_held_out_clips(three_mod
     fused = pd.read_csv(out / "anomaly_score_fan_id_00.csv", header=None, names=["file", "score"])
     assert [f for f in fused["file"]] == [f.name for f in new] and not (out / "decision_result_fan_id_00.csv").exists()
     stored = [Standardiser.load(standardiser_path(m, s)) for m, s in zip(models, ("neglogp", "mse", "mse"))]
-    expect = np.mean([st(s, "fan", "00") for st, s in zip(stored, _raw(models, new))], axis=0)
+    expect = np.max([st(s, "fan", "00") for st, s in zip(stored, _raw(models, new))], axis=0)  # the default: max
     assert np.allclose(fused["score"], expect, rtol=1e-5, atol=1e-6)
     # the stored scale: a clip's fused score does not depend on which other new clips are scored with it
     one = tmp_path / "one"
     assert main(["score", *model_args, "--input", str(new[4]), "--out", str(one), *common]) == 0
     alone = pd.read_csv(one / "anomaly_score_fan_id_00.csv", header=None)[1].iloc[0]
     assert alone == pytest.approx(fused["score"].iloc[4], rel=1e-5, abs=1e-6)
-    assert main(["score", *model_args, "--input", str(tmp_path / "new"), "--out", str(tmp_path / "mx"),
-                 "--fusion", "max", *common]) == 0
-    mx = pd.read_csv(tmp_path / "mx" / "anomaly_score_fan_id_00.csv", header=None)[1].to_numpy()
-    assert np.all(mx >= fused["score"].to_numpy() - 1e-9)
+    assert main(["score", *model_args, "--input", str(tmp_path / "new"), "--out", str(tmp_path / "mn"),
+                 "--fusion", "mean", *common]) == 0
+    mn = pd.read_csv(tmp_path / "mn" / "anomaly_score_fan_id_00.csv", header=None)[1].to_numpy()
+    assert np.allclose(mn, np.mean([st(s, "fan", "00") for st, s in zip(stored, _raw(models, new))], axis=0),
+                       rtol=1e-5, atol=1e-6)
+    assert np.all(mn <= fused["score"].to_numpy() + 1e-9) and not np.allclose(mn, fused["score"])
 
 
 def test_score_fusion_names_missing_statistics(three_models, tmp_path, capsys):

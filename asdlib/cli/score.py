@@ -59,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "training data's; a warning says so)")
     p.add_argument("--channel", default=None, metavar="K|mean",
                    help="channel of multichannel clips to score (an index, or 'mean'); default: mono clips only")
-    p.add_argument("--fusion", default="mean", choices=("mean", "max"),
+    p.add_argument("--fusion", default="max", choices=("max", "mean"),
                    help="with several --model: combine their scores, each standardised with the statistics of "
-                   "held-out normal clips stored beside it (<stem>.<score>.fusion.json), by this (default: mean)")
+                   "held-out normal clips stored beside it (<stem>.<score>.fusion.json), by this (default: max, "
+                   "asdlib's declared fusion: the parts fail on different machines)")
     p.add_argument("--fit-fusion", action="store_true",
                    help="write those statistics instead of scoring: the --input clips must be normal clips of "
                    "--type/--id that no model trained on")

@@ -4,7 +4,7 @@
 Each model is a classifier checkpoint (scored with ``--scorer``) or a reconstruction checkpoint
 (autoencoder or WaveNet, scored with its mean squared error). Its scores are standardised with
 the statistics stored beside it (``<stem>.<score>.fusion.json``, fitted on held-out normal
-training clips) and the standardised scores are combined by ``--fusion`` (mean or max).
+training clips) and the standardised scores are combined by ``--fusion`` (max, the default, or mean).
 
 ``--fit-fusion`` writes those statistics instead: the clips given must be normal clips of the
 ID that no model trained on (held out); the statistics of that (type, ID) are added to each

@@ -14,9 +14,12 @@ normal training clips only** (clips the model did not train on, never test clips
 - ``rank``: the fraction of held-out clips scoring below (ties count half): in [0, 1];
   coarse with few held-out clips (every clip above them all ties at 1).
 
-Then a fixed combination, no weight learnt: ``mean`` (the default) or ``max`` of the
-standardised scores. Within one ID the ranking of the fused mean depends only on the ratio of
-the methods' held-out spreads, so the held-out means shift an ID's scores but not its AUC.
+Then a fixed combination, no weight learnt: ``max`` (the default) or ``mean`` of the
+standardised scores. The max suits parts that fail on different machines: one part's strong
+evidence is kept, where a mean dilutes it with the others' noise; parts that rank clips alike
+(:func:`agreement`) add little but a second draw of noise, so fuse one per family. Within one ID
+the ranking of the fused mean depends only on the ratio of the methods' held-out spreads, so the
+held-out means shift an ID's scores but not its AUC; the max depends on both.
 
 A :class:`Standardiser` (method, transform, statistics per (type, ID)) is saved as a small JSON
 beside the model's checkpoint (:func:`standardiser_path`, written atomically), so that
@@ -38,7 +41,7 @@ from ..core.errors import AsdlibError
 from ..core.utils import atomic_write_text
 
 TRANSFORMS = ("zlog", "z", "rank")
-COMBINATIONS = ("mean", "max")
+COMBINATIONS = ("max", "mean")
 LOG_FLOOR = 1e-300
 FORMAT = 1
 
@@ -157,7 +160,7 @@ def fit_standardiser(method: str, heldout: pd.DataFrame, transform: str = "zlog"
     return st
 
 
-def combine(standardised: Sequence[np.ndarray], how: str = "mean") -> np.ndarray:
+def combine(standardised: Sequence[np.ndarray], how: str = "max") -> np.ndarray:
     """The fixed combination of standardised scores ``[(N,), ...]`` (one per method)."""
     if how not in COMBINATIONS:
         raise FusionError(f"unknown combination {how!r}; choose from {', '.join(COMBINATIONS)}")
@@ -167,7 +170,35 @@ def combine(standardised: Sequence[np.ndarray], how: str = "mean") -> np.ndarray
     return z.mean(axis=0) if how == "mean" else z.max(axis=0)
 
 
-def fuse_frame(scores: pd.DataFrame, methods: Sequence[str], transform: str = "zlog", how: str = "mean",
+def agreement(scores: pd.DataFrame, methods: Sequence[str], part: str = "heldout") -> pd.DataFrame:
+    """How alike the ``methods`` rank the same clips: Spearman's rho of every pair over the clips
+    of ``part`` (default: the held-out normal clips), per (machine_type, machine_id).
+
+    ``scores`` is long (columns method, part, machine_type, machine_id, file, score). No label is
+    read, so test clips may be used as well without choosing anything by test labels. Two parts
+    that rank clips alike (rho near 1) are one detector's evidence twice: a mean weights it
+    double, a max gives its noise two draws. Returns one row per ID and pair: machine_type,
+    machine_id, part, a, b, n (clips both scored), rho (NaN with fewer than 3 clips or no spread).
+    """
+    s = scores[scores["part"] == part]
+    wide = s.pivot_table(index=["machine_type", "machine_id", "file"], columns="method", values="score",
+                         aggfunc="first")
+    missing = [m for m in methods if m not in wide.columns]
+    if missing:
+        raise FusionError(f"no {part} scores of {', '.join(map(repr, missing))}; have {sorted(wide.columns)}")
+    rows = []
+    for (t, mid), g in wide.groupby(level=["machine_type", "machine_id"], sort=True):
+        ranks = g[list(methods)].dropna().rank()
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                ra, rb = ranks[a], ranks[b]
+                ok = len(ranks) >= 3 and ra.std() > 0 and rb.std() > 0
+                rows.append({"machine_type": t, "machine_id": mid, "part": part, "a": a, "b": b,
+                             "n": int(len(ranks)), "rho": float(np.corrcoef(ra, rb)[0, 1]) if ok else float("nan")})
+    return pd.DataFrame(rows, columns=["machine_type", "machine_id", "part", "a", "b", "n", "rho"])
+
+
+def fuse_frame(scores: pd.DataFrame, methods: Sequence[str], transform: str = "zlog", how: str = "max",
                fit_part: str = "heldout") -> pd.DataFrame:
     """Fuse the per-clip ``scores`` of ``methods`` (long: columns method, part, machine_type,
     machine_id, file, score and any more clip columns, one run of each method).

@@ -37,7 +37,7 @@ class FusionResult:
 
 
 def fusion_type(study, machine_type: str, holdout: float = 0.2, seed: int | None = None,
-                how: str = "mean") -> FusionResult:
+                how: str = "max") -> FusionResult:
     """Train the three parts on one machine type's dev training clips less the held-out ones, score
     the held-out and test clips, and fuse every combination of :data:`COMBINATIONS`."""
     seed = study.seed if seed is None else seed
