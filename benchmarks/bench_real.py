@@ -315,7 +315,7 @@ def fusion_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 def agreement_of(scores: pd.DataFrame) -> pd.DataFrame:
     """Per seed, ID and pair of fusion parts, how alike they rank the held-out clips and the test clips
-    (Spearman's rho; no label read), and its mean over seeds."""
+    (Spearman's rho; no label read)."""
     from asdlib.report.fusion import agreement
 
     parts = scores[[FUSION_PARTS.get(m) == s for m, s in zip(scores["method"], scores["scorer"])]]

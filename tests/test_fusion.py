@@ -113,3 +113,5 @@ def test_agreement_is_spearman_per_id_and_reads_no_label():
     assert set(held["part"]) == {"heldout"} and (held["n"] == 6).all()
     with pytest.raises(FusionError, match="no heldout scores of 'd'"):
         agreement(both, ["a", "d"])
+    with pytest.raises(FusionError, match="scores a test clip twice"):
+        agreement(pd.concat([both, a[a["part"] == "test"].iloc[[3]]]), ["a", "b"], part="test")

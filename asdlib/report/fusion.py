@@ -181,6 +181,10 @@ def agreement(scores: pd.DataFrame, methods: Sequence[str], part: str = "heldout
     machine_id, part, a, b, n (clips both scored), rho (NaN with fewer than 3 clips or no spread).
     """
     s = scores[scores["part"] == part]
+    twice = s.duplicated(["method", "machine_type", "machine_id", "file"])
+    if twice.any():
+        raise FusionError(f"a method scores a {part} clip twice: "
+                          f"{s[twice].iloc[0][['method', 'machine_type', 'machine_id', 'file']].to_dict()}")
     wide = s.pivot_table(index=["machine_type", "machine_id", "file"], columns="method", values="score",
                          aggfunc="first")
     missing = [m for m in methods if m not in wide.columns]
