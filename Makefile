@@ -13,11 +13,12 @@ ARGS    ?=
 
 venv: $(STAMP)
 
-# Re-install whenever pyproject.toml changes; the stamp is written only after pip succeeds.
+# Re-install whenever pyproject.toml changes; the stamp is written only after pip succeeds. --no-cache-dir: the CUDA
+# build of torch brings some 3 GB of wheels that pip would otherwise keep in ~/.cache/pip beside the 6 GB venv.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -e '.[dev]'
 	touch $(STAMP)
 
 # The main job: the whole notebook sequence, writing results/: on the real DCASE2020 subset where Zenodo
